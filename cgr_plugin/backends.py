@@ -1,0 +1,205 @@
+"""Language-model handles the ``cgr`` model talks to: chat turn in, text out, greedy.
+
+Two kinds: an in-process llama.cpp model from the registry (the embedded offline default), and
+any lm-eval registered backend (hf, vllm, local-chat-completions, ...) with its own arguments,
+so GPU users reuse lm-eval's batching, device placement and chat templates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .model_registry import ModelSpec, RegistryError, load_registry, model_file
+
+__all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "LlamaCppBackend",
+           "LmEvalBackend", "make_backend"]
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(ValueError):
+    """A model that cannot be set up (unknown name, missing package, bad arguments)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str  # the user turn; backends apply the model's chat template
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str | None
+    error: str | None = None  # set when this request failed; text is then None
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
+                 ) -> list[Generation]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled)
+
+
+@dataclass
+class LlamaCppBackend:
+    """A registry GGUF model run in this process by llama-cpp-python."""
+
+    spec: ModelSpec
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    seed: int = 0
+    n_gpu_layers: int | None = None
+    main_gpu: int = 0
+    _llm: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _model(self) -> Any:
+        if self._llm is None:
+            try:
+                import llama_cpp
+            except ImportError:
+                raise BackendError(
+                    f"model {self.spec.name!r} runs on llama-cpp-python, which is not installed; "
+                    "install it with: pip install 'cgr-plugin[embedded]'") from None
+            path = model_file(self.spec)
+            gpu_layers = self.n_gpu_layers
+            if gpu_layers is None:  # offload everything when this build can use a GPU
+                gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+            self._llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=self.n_ctx or self.spec.context_length,
+                n_threads=self.n_threads or min(os.cpu_count() or 1, 8), seed=self.seed,
+                n_gpu_layers=gpu_layers, main_gpu=self.main_gpu, verbose=False)
+        return self._llm
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
+                 ) -> list[Generation]:
+        llm = self._model()
+        out = []
+        for req in _progress(requests, len(requests), f"{self.name}", progress):
+            try:
+                reply = llm.create_chat_completion(
+                    messages=[{"role": "user", "content": req.prompt}],
+                    max_tokens=req.max_tokens, temperature=0.0, seed=self.seed,
+                    stop=list(req.stop) or None)
+                out.append(Generation(reply["choices"][0]["message"]["content"] or ""))
+            except Exception as err:  # e.g. prompt longer than the context: recorded per item
+                out.append(Generation(None, f"{type(err).__name__}: {err}"))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "llama.cpp", "model": self.spec.name, "family": self.spec.family,
+                "parameters": self.spec.parameters, "license": self.spec.license,
+                "sha256": self.spec.source.get("sha256"), "decoding": "greedy",
+                "n_ctx": self.n_ctx or self.spec.context_length}
+
+
+@dataclass
+class LmEvalBackend:
+    """Any lm-eval registered model, called through its own ``generate_until``."""
+
+    model: str
+    args: Mapping[str, Any]
+    chat_template: bool | None = None  # None: use the tokenizer's template when it has one
+    _lm: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}:{self.args.get('pretrained', self.args.get('model', ''))}"
+
+    def _model(self) -> Any:
+        if self._lm is None:
+            from lm_eval.api.registry import get_model
+
+            try:
+                cls = get_model(self.model)
+            except (KeyError, ValueError) as err:
+                raise BackendError(f"{self.model!r} is neither a cgr registry model nor an "
+                                   f"lm-eval model: {err}") from None
+            self._lm = cls.create_from_arg_obj(dict(self.args))
+        return self._lm
+
+    def _render(self, lm: Any, prompt: str) -> str:
+        use = self.chat_template
+        if use is False or not hasattr(lm, "apply_chat_template"):
+            return prompt
+        try:
+            return lm.apply_chat_template([{"role": "user", "content": prompt}],
+                                          add_generation_prompt=True)
+        except Exception as err:  # no template on this tokenizer
+            if use:
+                raise BackendError(f"{self.name}: chat_template=True but applying it failed: "
+                                   f"{err}") from None
+            return prompt
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
+                 ) -> list[Generation]:
+        from lm_eval.api.instance import Instance
+
+        lm = self._model()
+        instances = [
+            Instance(request_type="generate_until", doc={}, idx=i,
+                     arguments=(self._render(lm, r.prompt),
+                                {"until": list(r.stop), "max_gen_toks": r.max_tokens,
+                                 "do_sample": False, "temperature": 0.0}))
+            for i, r in enumerate(requests)]
+        try:
+            texts = lm.generate_until(instances, disable_tqdm=not progress)
+            return [Generation(t) for t in texts]
+        except Exception as err:
+            if len(instances) == 1:
+                return [Generation(None, f"{type(err).__name__}: {err}")]
+            log.warning("%s: batch of %d failed (%s); retrying one by one", self.name,
+                        len(instances), err)
+            return [self.generate([r])[0] for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": f"lm-eval:{self.model}", "model_args": dict(self.args),
+                "decoding": "greedy"}
+
+
+def make_backend(name: str, args: Mapping[str, Any], *,
+                 registry: Mapping[str, ModelSpec] | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> tuple[Backend, ModelSpec | None]:
+    """Resolve ``name``: a registry model first, then any lm-eval registered model."""
+    registry = registry if registry is not None else load_registry()
+    args = dict(args)
+    defaults = dict(defaults or {})
+    spec = registry.get(name)
+    if spec is not None and spec.format == "gguf":
+        allowed = {"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu"}
+        unknown = set(args) - allowed
+        if unknown:
+            raise BackendError(f"unknown argument {sorted(unknown)[0]!r} for llama.cpp model "
+                               f"{name!r} (allowed: {', '.join(sorted(allowed))})")
+        merged = {k: v for k, v in defaults.items() if k in allowed} | args
+        return LlamaCppBackend(spec, **merged), spec
+    chat = args.pop("chat_template", None)
+    if spec is not None:  # format: hf -> lm-eval's own hf backend
+        pretrained = spec.source.get("pretrained") or spec.hf_hub_id
+        return LmEvalBackend("hf", {"pretrained": pretrained, **args}, chat), spec
+    from lm_eval.api.registry import model_registry
+
+    if name not in model_registry:
+        raise BackendError(
+            f"unknown model {name!r}: not in the cgr registry ({', '.join(sorted(registry))}) "
+            "and not an lm-eval model (see `lm-eval ls models`)")
+    if name == "cgr":
+        raise RegistryError("the cgr model cannot be its own solver or generator")
+    forwarded = {k: v for k, v in defaults.items() if k in ("device", "batch_size")} | args
+    return LmEvalBackend(name, forwarded, chat), None

@@ -1,0 +1,227 @@
+"""Command-line entry points.
+
+``cgr-eval`` is lm-eval's own CLI with the plugin registered and the packaged tasks on the
+include path: every lm-eval flag keeps working. ``cgr`` holds the plugin's own chores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._paths import TASKS_DIR
+
+
+def _data_errors() -> tuple[type[Exception], ...]:
+    from .backends import BackendError
+    from .dataset_loader import TaskConfigError
+    from .items import ItemError
+    from .model_registry import RegistryError
+    from .prompts import TemplateError
+
+    return (ItemError, TaskConfigError, RegistryError, TemplateError, BackendError)
+
+
+def _option_values(argv: Sequence[str], *names: str) -> list[str]:
+    """Values of ``--opt v`` / ``--opt=v`` for any of ``names`` (lm-eval takes nargs for tasks)."""
+    values: list[str] = []
+    grab = False
+    for arg in argv:
+        if grab:
+            if arg.startswith("-"):
+                grab = False
+            else:
+                values.append(arg)
+                continue
+        for name in names:
+            if arg == name:
+                grab = True
+            elif arg.startswith(name + "="):
+                values.append(arg.split("=", 1)[1])
+    return values
+
+
+def task_patterns(argv: Sequence[str]) -> list[str]:
+    return [p for v in _option_values(argv, "--tasks", "-t") for p in v.replace(",", " ").split()]
+
+
+def include_paths(argv: Sequence[str]) -> list[Path]:
+    from ._lm_eval_hook import split_include_path
+
+    paths = [Path(p) for v in _option_values(argv, "--include_path")
+             for p in split_include_path(v)]
+    return [*paths, TASKS_DIR]
+
+
+def broken_task_yamls(roots: Sequence[Path]) -> list[tuple[Path, str]]:
+    """YAML files lm-eval would skip silently (it logs them at DEBUG), with the reason."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    broken = []
+    for root in roots:
+        files = [root] if root.is_file() else sorted(root.rglob("*.yaml"))
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            try:
+                load_yaml(path, resolve_func=True)
+            except Exception as err:
+                broken.append((path, f"{type(err).__name__}: {err}"))
+    return broken
+
+
+def _deep_validate(argv: Sequence[str]) -> int:
+    """Build each selected task: parse, load and normalize its data, render its first prompt."""
+    from lm_eval.tasks import TaskManager
+
+    user_paths = [str(p) for p in include_paths(argv)[:-1]]
+    manager = TaskManager(include_path=user_paths or None, include_defaults=False)
+    names = manager.match_tasks(task_patterns(argv))
+    if not names:
+        print("No cgr tasks matched " + " ".join(task_patterns(argv)), file=sys.stderr)
+        return 1
+    failed = 0
+    for name in names:
+        try:
+            task = manager.load([name])["tasks"][name]
+            docs = list(task.eval_docs)
+            task.doc_to_text(docs[0])
+            print(f"ok    {name}: {len(docs)} items")
+        except _data_errors() + (TypeError, KeyError, ValueError, OSError) as err:
+            failed += 1
+            print(f"FAIL  {name}: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
+    """``cgr-eval``: lm-eval with cgr registered (same flags, same subcommands)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from . import _lm_eval_hook, register
+
+    register()
+    for path, reason in broken_task_yamls(include_paths(argv)):
+        print(f"cgr-eval: ERROR: task config {path} cannot be loaded and is skipped: {reason}",
+              file=sys.stderr)
+    patterns = task_patterns(argv)
+    only_cgr = bool(patterns) and all(p.startswith("cgr") or p.endswith(".yaml")
+                                      for p in patterns)
+    if only_cgr and not os.environ.get("CGR_INDEX_BUILTIN_TASKS"):
+        # Indexing lm-eval's ~15k built-in task YAMLs costs 6-8 s; cgr tasks never need them.
+        _lm_eval_hook.skip_builtin_tasks()
+    if argv[:1] == ["validate"]:
+        sys.exit(_deep_validate(argv))
+    sys.argv = ["cgr-eval", *argv]
+    from lm_eval.__main__ import cli_evaluate
+
+    try:
+        cli_evaluate()
+    except _data_errors() as err:
+        print(f"cgr-eval: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+# -- cgr ---------------------------------------------------------------------------------------
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from .bundle import build_bundle
+
+    source = None if args.hub else Path(args.source).expanduser()
+    if source is not None and not source.is_dir():
+        print(f"cgr bundle: source folder {source} does not exist (pass --source DIR with the "
+              "original files, or --hub)", file=sys.stderr)
+        return 2
+    manifest = build_bundle(Path(args.out), source_root=source, names=args.datasets or None,
+                            from_hub=args.hub, check=args.check)
+    for name, entry in sorted(manifest.items()):
+        if not args.datasets or name in args.datasets:
+            print(f"{name:16} {entry['items']:6} items  sha256 {entry['sha256'][:16]}  "
+                  f"{entry['license']}")
+    print("bundle matches the shipped files" if args.check else f"wrote {args.out}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .model_registry import load_registry
+
+    for name, spec in load_registry().items():
+        print(f"{name:20} {spec.family:14} {spec.parameters:6} {spec.format:5} "
+              f"direct={spec.direct.style}/{spec.direct.max_tokens}  {spec.license}")
+    return 0
+
+
+def _cmd_fetch_model(args: argparse.Namespace) -> int:
+    from .model_registry import load_registry, model_file
+
+    registry = load_registry()
+    for name in args.names:
+        if name not in registry:
+            print(f"cgr fetch-model: unknown model {name!r}; known: {', '.join(registry)}",
+                  file=sys.stderr)
+            return 2
+        print(f"{name}: {model_file(registry[name])}")
+    return 0
+
+
+def _cmd_enable(args: argparse.Namespace) -> int:
+    from ._lm_eval_hook import enable
+
+    path = enable()
+    print(f"installed {path}\nplain `lm_eval --model cgr --tasks 'cgr_*'` now works in this "
+          "environment; undo with `cgr disable-lm-eval`")
+    return 0
+
+
+def _cmd_disable(args: argparse.Namespace) -> int:
+    from ._lm_eval_hook import disable
+
+    path = disable()
+    print(f"removed {path}" if path else "the lm-eval hook was not installed")
+    return 0
+
+
+def _cmd_path(args: argparse.Namespace) -> int:
+    print(TASKS_DIR)
+    return 0
+
+
+def cgr_main(argv: Sequence[str] | None = None) -> None:
+    """``cgr``: bundle rebuilds, model files, and the lm-eval opt-in."""
+    parser = argparse.ArgumentParser(
+        prog="cgr", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="cgr-plugin utilities (run evaluations with cgr-eval)",
+        epilog=textwrap.dedent("""\
+            examples:
+              cgr path                         # task folder, for lm_eval --include_path
+              cgr models                       # registered solver/generator models
+              cgr fetch-model qwen2.5-coder-1.5b
+              cgr bundle --source ../shared/data --check
+              cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
+            """))
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("bundle", help="rebuild the prepared MCQA bundle from source files")
+    p.add_argument("--source", default=os.environ.get("CGR_DATA_SOURCE", "../shared/data"),
+                   help="folder with the original dataset files (default: %(default)s)")
+    p.add_argument("--hub", action="store_true", help="read rows from the Hugging Face hub")
+    p.add_argument("--out", default=str(TASKS_DIR / "_data"), help="output folder")
+    p.add_argument("--check", action="store_true",
+                   help="rebuild in memory and fail unless every byte matches the shipped files")
+    p.add_argument("datasets", nargs="*", help="datasets to rebuild (default: all)")
+    p.set_defaults(func=_cmd_bundle)
+    sub.add_parser("models", help="list registered models").set_defaults(func=_cmd_models)
+    p = sub.add_parser("fetch-model", help="assemble and verify registry models' GGUF files")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=_cmd_fetch_model)
+    sub.add_parser("enable-lm-eval", help="let plain `lm_eval` find --model cgr and cgr_* tasks"
+                   ).set_defaults(func=_cmd_enable)
+    sub.add_parser("disable-lm-eval", help="remove the lm-eval startup hook"
+                   ).set_defaults(func=_cmd_disable)
+    sub.add_parser("path", help="print the packaged task folder").set_defaults(func=_cmd_path)
+    args = parser.parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except _data_errors() + (KeyError, FileNotFoundError) as err:
+        print(f"cgr {args.command}: error: {err}", file=sys.stderr)
+        sys.exit(2)

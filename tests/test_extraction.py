@@ -1,0 +1,43 @@
+import pytest
+
+from cgr_plugin.extraction import extract_letter
+
+LETTERS = ("A", "B", "C", "D")
+CHOICES = ("41", "51", "61", "71")
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("C", "C"), ("(B)", "B"), ("B.", "B"), ("D)", "D"), ("  A\n\nbecause it is first", "A"),
+    ("B) 51", "B"), ("D. 71 is the product", "D"),
+    ("Answer: D", "D"), ("The answer is (C).", "C"), ("**Answer:** B", "B"),
+    ("17*3 = 51. Answer: A\nWait, let me check. Answer: B", "B"),  # the last explicit answer wins
+    ("51", "B"),  # exactly one option's text
+])
+def test_reads_clear_answers(text, letter):
+    assert extract_letter(text, LETTERS, CHOICES).letter == letter
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", None,
+    "A frog eats flies",          # article, not a letter
+    "B) 61",                       # letter and text disagree
+    "I think A or B",              # hedge
+    "To determine the answer we", # cut off before answering
+    "Answer: E",                   # not one of this item's letters
+    "answer: a",                   # lowercase letter is a word, not an option
+    "17*3 = 41",
+])
+def test_never_guesses(text):
+    assert extract_letter(text, LETTERS, CHOICES).letter is None
+
+
+def test_rule_is_reported():
+    assert extract_letter("Answer: C", LETTERS, CHOICES).rule == "explicit"
+    assert extract_letter("C", LETTERS, CHOICES).rule == "letter"
+    assert extract_letter("61", LETTERS, CHOICES).rule == "choice_text"
+    assert extract_letter("hmm", LETTERS, CHOICES).rule == "none"
+
+
+def test_more_than_four_letters():
+    letters = tuple("ABCDEFGH")
+    assert extract_letter("Answer: G", letters).letter == "G"

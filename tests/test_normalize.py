@@ -1,0 +1,93 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cgr_plugin.items import ItemError
+from cgr_plugin.normalize import FieldMapping, Normalizer
+
+
+def normalize(row, index=0, **mapping):
+    return Normalizer("toy", FieldMapping.from_config(mapping))(row, index)
+
+
+def test_defaults_read_the_item_shape():
+    item = normalize({"id": 7, "question": "Q?", "choices": ["x", "y"], "answer": "B"})
+    assert (item.id, item.answer, item.choices) == ("7", "B", ("x", "y"))
+
+
+def test_missing_id_becomes_a_stable_positional_id():
+    item = normalize({"question": "Q?", "choices": ["x", "y"], "answer": 0}, index=12)
+    assert item.id == "toy/test/12"
+
+
+def test_arc_style_labels_and_nested_paths():
+    row = {"id": "a1", "question": "Q?", "answerKey": "3",
+           "choices": {"text": ["p", "q", "r", "s"], "label": ["1", "2", "3", "4"]}}
+    item = normalize(row, choices="choices.text", labels="choices.label", answer="answerKey")
+    assert item.answer == "C"
+
+
+def test_choices_from_separate_fields_with_index_gold():
+    row = {"question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 3}
+    item = normalize(row, choices=["opa", "opb", "opc", "opd"], answer="cop")
+    assert item.answer == "D"
+    assert normalize(row, choices=["opa", "opb", "opc", "opd"], answer="cop",
+                     answer_format="index1").answer == "C"
+
+
+def test_text_and_one_hot_gold():
+    row = {"question": "Q?", "options": ["red", "blue"], "gold": "blue", "hot": [0, 1]}
+    assert normalize(row, choices="options", answer="gold", answer_format="text").answer == "B"
+    assert normalize(row, choices="options", answer="hot", answer_format="one_hot").answer == "B"
+
+
+def test_metadata_context_and_payload_are_carried():
+    row = {"question": "Next value?", "choices": ["up", "down"], "answer": "A",
+           "series": [1, 2, 3], "passage": "Trend data.", "meta": {"subject": "ts"}}
+    item = normalize(row, payload="series", context="passage", metadata=["meta.subject"])
+    assert item.payload == [1, 2, 3]
+    assert item.context == "Trend data."
+    assert item.metadata == {"subject": "ts"}
+
+
+@pytest.mark.parametrize("row, mapping, field, words", [
+    ({"question": "Q?", "choices": ["a", "b"]}, {}, "answer", "missing required"),
+    ({"question": "Q?", "choices": ["a", "b"], "answer": 5}, {}, "answer", "does not name"),
+    ({"question": "Q?", "choices": ["a", "b"], "answer": "maybe"}, {}, "answer",
+     "set fields.answer_format"),
+    ({"question": "Q?", "choices": "ab", "answer": 0}, {}, "choices", "list of strings"),
+    ({"question": "Q?", "choices": ["a", "b"], "answer": 0}, {"context": "passage"}, "passage",
+     "missing from row"),
+    ({"question": "Q?", "choices": ["a", "a"], "answer": "a"}, {"answer_format": "text"},
+     "answer", "matches 2 choices"),
+])
+def test_bad_rows_name_item_and_field(row, mapping, field, words):
+    with pytest.raises(ItemError) as info:
+        normalize(row, index=4, **mapping)
+    assert info.value.field == field
+    assert info.value.item == "toy/test/4"
+    assert words in str(info.value)
+
+
+def test_unknown_mapping_key_is_rejected():
+    with pytest.raises(ItemError, match="fields.questoin"):
+        FieldMapping.from_config({"questoin": "q"}, source="task.yaml")
+
+
+@given(st.lists(st.text(min_size=1).filter(str.strip), min_size=2, max_size=8, unique=True),
+       st.integers(min_value=0, max_value=7), st.integers())
+def test_shuffle_is_deterministic_and_keeps_the_gold_text(choices, gold, seed):
+    gold %= len(choices)
+    row = {"id": "x", "question": "Q?", "choices": choices, "answer": gold}
+    first = normalize(row, shuffle_seed=seed)
+    again = normalize(row, shuffle_seed=seed)
+    assert first == again
+    assert first.choices[first.answer_index] == choices[gold]
+    assert sorted(first.choices) == sorted(choices)
+
+
+def test_preprocess_errors_are_data_errors():
+    def broken(row):
+        raise RuntimeError("boom")
+    with pytest.raises(ItemError, match="preprocess function failed: RuntimeError: boom"):
+        Normalizer("toy", preprocess=broken)({"question": "q"}, 0)

@@ -1,0 +1,41 @@
+import pytest
+
+from cgr_plugin.items import MCQAItem
+from cgr_plugin.prompts import TemplateError, render
+
+ITEM = MCQAItem(id="q", dataset="toy", question="Which is a mammal?",
+                choices=("trout", "whale", "crow", "newt", "frog"), answer="B",
+                context="Mammals breathe air.")
+
+
+def test_direct_prompt_lists_every_choice_with_its_letter():
+    text = render("direct.j2", item=ITEM, style="letter")
+    for letter, choice in zip(ITEM.letters, ITEM.choices, strict=True):
+        assert f"{letter}. {choice}" in text
+    assert text.startswith("Mammals breathe air.")
+    assert "(A, B, C, D, E) only" in text
+
+
+def test_reasoning_style_asks_for_an_answer_line():
+    assert 'Answer: X' in render("direct.j2", item=ITEM, style="reasoning")
+
+
+def test_user_templates_override_packaged_ones(tmp_path, monkeypatch):
+    (tmp_path / "direct.j2").write_text("Q: {{ item.question }} [{{ style }}]")
+    monkeypatch.setenv("CGR_TEMPLATES_PATH", str(tmp_path))
+    assert render("direct.j2", item=ITEM, style="letter") == "Q: Which is a mammal? [letter]"
+    assert render("direct.j2", [tmp_path], item=ITEM, style="x").endswith("[x]")
+
+
+def test_undefined_variables_fail_loudly(tmp_path):
+    (tmp_path / "direct.j2").write_text("{{ item.question }} {{ shots }}")
+    with pytest.raises(TemplateError, match="'shots' is undefined"):
+        render("direct.j2", [tmp_path], item=ITEM, style="letter")
+
+
+def test_missing_and_malformed_templates(tmp_path):
+    with pytest.raises(TemplateError, match="'nope.j2' not found"):
+        render("nope.j2", item=ITEM)
+    (tmp_path / "bad.j2").write_text("{% for x in %}")
+    with pytest.raises(TemplateError, match="bad.j2:1"):
+        render("bad.j2", [tmp_path], item=ITEM)
