@@ -1,0 +1,73 @@
+import pytest
+
+from cgr_plugin import _lm_eval_hook, cli
+from cgr_plugin._paths import TASKS_DIR
+
+from .conftest import SHARED_DATA
+
+
+def test_task_patterns_and_include_paths_follow_lm_eval_flag_forms():
+    argv = ["--model", "cgr", "--tasks", "cgr_arc_easy,cgr_mmlu", "cgr_sciq", "--limit", "2",
+            "--include_path=/a:/b"]
+    assert cli.task_patterns(argv) == ["cgr_arc_easy", "cgr_mmlu", "cgr_sciq"]
+    assert [str(p) for p in cli.include_paths(argv)] == ["/a", "/b", str(TASKS_DIR)]
+
+
+def test_packaged_task_configs_all_load():
+    assert cli.broken_task_yamls([TASKS_DIR]) == []
+
+
+def test_broken_yaml_is_reported_with_its_reason(tmp_path):
+    (tmp_path / "cgr_ok.yaml").write_text("task: cgr_ok\n")
+    (tmp_path / "cgr_bad.yaml").write_text("task: [unclosed\n")
+    (tmp_path / "cgr_fn.yaml").write_text("task: cgr_fn\nprocess_results: !function nomod.fn\n")
+    broken = dict(cli.broken_task_yamls([tmp_path]))
+    assert set(broken) == {tmp_path / "cgr_bad.yaml", tmp_path / "cgr_fn.yaml"}
+    assert "nomod" in broken[tmp_path / "cgr_fn.yaml"]
+
+
+def test_cgr_path_and_models(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["path"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == str(TASKS_DIR)
+    with pytest.raises(SystemExit):
+        cli.cgr_main(["models"])
+    assert "qwen2.5-coder-1.5b" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="original source files not present")
+def test_cgr_bundle_check(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["bundle", "--source", str(SHARED_DATA), "--check", "sciq"])
+    assert done.value.code == 0
+    assert "bundle matches the shipped files" in capsys.readouterr().out
+
+
+def test_cgr_bundle_without_sources_says_so(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["bundle", "--source", str(tmp_path / "nowhere")])
+    assert done.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_enable_and_disable_write_and_remove_one_pth(tmp_path, monkeypatch):
+    monkeypatch.setattr(_lm_eval_hook, "site_packages", lambda: tmp_path)
+    path = _lm_eval_hook.enable()
+    assert path == tmp_path / "cgr_plugin_lm_eval.pth"
+    assert path.read_text().startswith("import cgr_plugin._lm_eval_hook")
+    assert _lm_eval_hook.disable() == path and not path.exists()
+    assert _lm_eval_hook.disable() is None
+
+
+def test_patched_task_manager_adds_packaged_tasks_to_user_paths(tmp_path):
+    seen = {}
+
+    class FakeManager:  # records what lm-eval's TaskManager would receive
+        def __init__(self, include_path=None, include_defaults=True):
+            seen.update(include_path=include_path, include_defaults=include_defaults)
+
+    _lm_eval_hook.patch_task_manager(FakeManager)
+    _lm_eval_hook.patch_task_manager(FakeManager)  # idempotent
+    FakeManager(include_path=f"{tmp_path}:/other")
+    assert seen["include_path"] == [str(tmp_path), "/other", str(TASKS_DIR)]
+    assert seen["include_defaults"] is True

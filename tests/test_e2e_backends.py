@@ -1,0 +1,65 @@
+"""Solver routed through an lm-eval registered backend (hf) instead of the embedded llama.cpp."""
+
+from __future__ import annotations
+
+import pytest
+
+from cgr_plugin.record import CGRRecord
+
+from .conftest import has_module, run_cli
+from .test_e2e_cli import _results, _samples
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not has_module("transformers"), reason="needs the hf extra")]
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_model(tmp_path_factory):
+    """A random-weight 2-layer Llama with a byte-level BPE tokenizer and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                                   "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["Question: Which is it? A. one B. two Answer: B"] * 20, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>"
+                         "assistant\n{% endif %}")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_solver_through_lm_eval_hf_backend(tmp_path, tiny_hf_model):
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args",
+                  f"solver=hf,solver.pretrained={tiny_hf_model},solver.dtype=float32",
+                  "--tasks", "cgr_arc_easy", "--limit", "3", "--output_path", "out",
+                  "--log_samples", "--device", "cpu", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _results(tmp_path / "out")["results"]["cgr_arc_easy"]["invalid,direct"] >= 0.0
+    for sample in _samples(tmp_path / "out", "cgr_arc_easy"):
+        record = CGRRecord.from_json(sample["resps"][0][0])
+        assert record.solver == f"hf:{tiny_hf_model}"
+        assert record.direct.status in ("ok", "invalid")  # random weights: mostly gibberish
+        assert record.direct.raw is not None
+
+
+def test_unknown_solver_is_a_clear_error(tmp_path):
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args", "solver=no-such-model",
+                  "--tasks", "cgr_sciq", "--limit", "1", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "unknown model 'no-such-model'" in run.stderr
+    assert "smollm2-135m" in run.stderr

@@ -1,0 +1,98 @@
+"""End-to-end: real lm-eval CLI and Python API, real bundle items, real SmolLM2 (llama.cpp)."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+
+from cgr_plugin.record import CGRRecord
+
+from .conftest import needs_llama, run_cli
+
+pytestmark = [pytest.mark.slow, needs_llama]
+
+ALL_TASKS = ["cgr_aqua_rat", "cgr_arc_challenge", "cgr_arc_easy", "cgr_commonsense_qa",
+             "cgr_medmcqa", "cgr_mmlu", "cgr_openbookqa", "cgr_sciq", "cgr_truthfulqa_mc1"]
+
+
+def _results(out: Path) -> dict:
+    files = glob.glob(str(out / "**" / "results_*.json"), recursive=True)
+    assert len(files) == 1, files
+    return json.loads(Path(files[0]).read_text())
+
+
+def _samples(out: Path, task: str) -> list[dict]:
+    files = glob.glob(str(out / "**" / f"samples_{task}_*.jsonl"), recursive=True)
+    assert len(files) == 1, files
+    return [json.loads(line) for line in Path(files[0]).read_text().splitlines()]
+
+
+def test_cgr_eval_runs_the_direct_channel_and_logs_samples(tmp_path):
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_arc_easy", "--limit", "6",
+                  "--output_path", "out", "--log_samples", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "acc" in run.stdout and "direct" in run.stdout  # lm-eval's results table
+    metrics = _results(tmp_path / "out")["results"]["cgr_arc_easy"]
+    assert 0.0 <= metrics["acc,direct"] <= 1.0
+    assert 0.0 <= metrics["invalid,direct"] <= 1.0
+    samples = _samples(tmp_path / "out", "cgr_arc_easy")
+    assert len(samples) == 6
+    for sample in samples:
+        record = CGRRecord.from_json(sample["resps"][0][0])
+        assert record.item_id == sample["doc"]["id"]
+        assert record.gold == sample["target"] == sample["doc"]["answer"]
+        direct = record.direct
+        assert direct.prompt and sample["doc"]["question"] in direct.prompt
+        assert direct.raw is not None and direct.status in ("ok", "invalid")
+        expected = direct.answer if direct.status == "ok" else "[invalid]"
+        assert sample["filtered_resps"] == [expected]
+        assert record.assisted.status == "not_run"
+        assert sample["acc"] == float(expected == record.gold)
+
+
+def test_python_api_with_registered_plugin():
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    import cgr_plugin
+
+    cgr_plugin.register()
+    manager = TaskManager(include_defaults=False)
+    names = manager.match_tasks(["cgr_sci*"])
+    assert names == ["cgr_sciq"]
+    out = lm_eval.simple_evaluate(model="cgr", model_args={"solver": "smollm2-135m"},
+                                  tasks=names, task_manager=manager, limit=3,
+                                  log_samples=True, bootstrap_iters=0)
+    assert set(out["results"]["cgr_sciq"]) >= {"acc,direct", "invalid,direct"}
+    records = [CGRRecord.from_json(s["resps"][0][0]) for s in out["samples"]["cgr_sciq"]]
+    assert [r.direct.solver_calls for r in records] == [1, 1, 1]
+    assert out["config"]["model_args"] == {"solver": "smollm2-135m"}
+    # registering never hides lm-eval's own models
+    from lm_eval.api.registry import get_model
+    assert get_model("hf").__name__ == "HFLM"
+
+
+def test_every_task_runs_with_a_wildcard(tmp_path):
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_*", "--limit", "1",
+                  "--output_path", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(_results(tmp_path / "out")["results"]) == ALL_TASKS
+
+
+def test_ls_tasks_lists_every_cgr_task():
+    run = run_cli("cgr-eval", "ls", "tasks")
+    assert run.returncode == 0, run.stderr[-2000:]
+    for task in ALL_TASKS:
+        assert task in run.stdout
+
+
+def test_mmlu_subjects_are_selectable(tmp_path):
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_mmlu", "--limit", "2",
+                  "--metadata", '{"subsets": ["virology"]}', "--output_path", "out",
+                  "--log_samples", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for sample in _samples(tmp_path / "out", "cgr_mmlu"):
+        assert json.loads(sample["doc"]["metadata_json"])["subject"] == "virology"

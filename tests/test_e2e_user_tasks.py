@@ -1,0 +1,97 @@
+"""A user's own MCQA dataset, added as YAML + data in a folder of theirs, run through lm-eval."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import needs_llama, run_cli
+from .test_e2e_cli import _results, _samples
+
+pytestmark = [pytest.mark.slow, needs_llama]
+
+ROWS = [
+    {"uid": "u1", "stem": "Which planet is known as the Red Planet?",
+     "options": ["Venus", "Mars", "Jupiter", "Saturn"], "key": 1, "area": "space"},
+    {"uid": "u2", "stem": "What gas do plants take in for photosynthesis?",
+     "options": ["Oxygen", "Nitrogen", "Carbon dioxide"], "key": 2, "area": "biology"},
+    {"uid": "u3", "stem": "How many legs does a spider have?",
+     "options": ["6", "8", "10", "12", "4"], "key": 1, "area": "biology"},
+]
+YAML = """task: cgr_usertoy
+class: !function cgr_plugin.task.CGRTask
+tag: [my_suite]
+dataset_kwargs:
+  data_files: {{test: data/toy.jsonl}}
+  fields: {{id: uid, question: stem, choices: options, answer: key, metadata: [area]}}
+{extra}"""
+
+
+@pytest.fixture
+def user_folder(tmp_path, write_jsonl):
+    folder = tmp_path / "my_tasks"
+    (folder / "data").mkdir(parents=True)
+    write_jsonl("toy.jsonl", ROWS, folder / "data")
+    (folder / "cgr_usertoy.yaml").write_text(YAML.format(extra=""))
+    return folder
+
+
+def test_new_dataset_runs_through_include_path(tmp_path, user_folder):
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
+                  "--include_path", str(user_folder), "--output_path", "out",
+                  "--log_samples", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 0.0 <= _results(tmp_path / "out")["results"]["cgr_usertoy"]["acc,direct"] <= 1.0
+    samples = _samples(tmp_path / "out", "cgr_usertoy")
+    assert sorted(s["doc"]["id"] for s in samples) == ["u1", "u2", "u3"]
+    golds = {s["doc"]["id"]: s["target"] for s in samples}
+    assert golds == {"u1": "B", "u2": "C", "u3": "B"}
+
+
+def test_plain_lm_eval_include_path_works_without_the_wrapper_for_tasks(tmp_path, user_folder):
+    # Without the opt-in, plain lm_eval cannot know --model cgr, but it can validate our tasks.
+    tasks_dir = run_cli("cgr", "path").stdout.strip()
+    run = run_cli("lm_eval", "validate", "--tasks", "cgr_arc_easy", "--include_path", tasks_dir)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "All tasks found and valid" in run.stdout
+
+
+def test_cgr_eval_validate_loads_data(user_folder):
+    run = run_cli("cgr-eval", "validate", "--tasks", "cgr_usertoy,cgr_arc_easy",
+                  "--include_path", str(user_folder))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ok    cgr_usertoy: 3 items" in run.stdout
+    assert "ok    cgr_arc_easy: 2376 items" in run.stdout
+
+
+def test_bad_data_row_is_a_clear_error(tmp_path, user_folder, write_jsonl):
+    write_jsonl("toy.jsonl", [ROWS[0], dict(ROWS[1], key=7)], user_folder / "data")
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
+                  "--include_path", str(user_folder), cwd=tmp_path)
+    assert run.returncode == 2
+    assert "toy.jsonl: item u2: field 'key'" in run.stderr
+    run = run_cli("cgr-eval", "validate", "--tasks", "cgr_usertoy",
+                  "--include_path", str(user_folder))
+    assert run.returncode == 1 and "toy.jsonl: item u2: field 'key'" in run.stderr
+
+
+def test_bad_yaml_is_named_not_silently_missing(tmp_path, user_folder):
+    (user_folder / "cgr_usertoy.yaml").write_text(YAML.format(extra="  bogus: [unclosed\n"))
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
+                  "--include_path", str(user_folder), cwd=tmp_path)
+    assert run.returncode != 0
+    assert f"task config {user_folder / 'cgr_usertoy.yaml'} cannot be loaded" in run.stderr
+
+
+def test_unknown_dataset_key_names_file_and_key(tmp_path, user_folder):
+    (user_folder / "cgr_usertoy.yaml").write_text(YAML.format(extra="  shufle_seed: 3\n"))
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
+                  "--include_path", str(user_folder), cwd=tmp_path)
+    assert run.returncode == 2
+    assert "cgr_usertoy.yaml: unknown key dataset_kwargs.shufle_seed" in run.stderr
+
+
+def test_tag_selects_user_tasks(tmp_path, user_folder):
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "my_suite",
+                  "--include_path", str(user_folder), "--output_path", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list(_results(tmp_path / "out")["results"]) == ["cgr_usertoy"]
