@@ -3,8 +3,9 @@
 Rules, in order (each only accepts letters of this item's choices):
 
 1. an explicit final answer ("Answer: C", "the answer is (C)", "**Answer:** C"): the last one wins;
-2. a reply whose first line is a letter ("C", "(C)", "C.", "C)"), or a letter followed by that
-   option's own text ("C) 51");
+2. a reply whose first line starts with a labelled letter ("C", "(C)", "C.", "C) 51", "C. wind")
+   unless the text after it repeats a *different* option; a bare "C wind" only when it repeats
+   option C's own text;
 3. a reply that is exactly one option's text (case and surrounding punctuation ignored).
 
 Anything else is ``None``: a leading "A" that is an article, a list of letters, a hedge.
@@ -23,6 +24,7 @@ _EXPLICIT = re.compile(
     r"[\(\[]?\s*(?P<letter>[A-Z])\s*[\)\]]?(?![A-Za-z0-9])"
 )
 _LEADING = re.compile(r"\A[\(\[]?(?P<letter>[A-Z])[\)\]]?(?P<sep>[.:]?)(?P<body>.*)\Z", re.S)
+_OTHER_LABEL = re.compile(r"(?<![A-Za-z])([A-Z])(?:[.)\]]|$)")
 _PUNCT = re.compile(r"[\W_]+")
 
 
@@ -34,6 +36,18 @@ class Extraction:
 
 def _norm(text: str) -> str:
     return _PUNCT.sub(" ", text).strip().lower()
+
+
+def _options_named(said: str, letters: Sequence[str], choices: Sequence[str]) -> set[str]:
+    """Letters whose option text the reply repeats (whole, or cut off by the token budget)."""
+    said = _norm(said)
+    named = set()
+    for letter, choice in zip(letters, choices, strict=False):
+        option = _norm(choice)
+        if said and option and (said == option or said.startswith(option + " ")
+                                or (len(said) >= 3 and option.startswith(said))):
+            named.add(letter)
+    return named
 
 
 def extract_letter(text: str | None, letters: Sequence[str],
@@ -53,11 +67,13 @@ def extract_letter(text: str | None, letters: Sequence[str],
         letter, body = match.group("letter"), match.group("body")
         if not body.strip(" *"):  # the first line is the letter alone
             return Extraction(letter, "letter")
-        separated = body[:1].isspace() or match.group("sep") or first_line[1:2] in ")]"
-        if separated and choices is not None:  # "B) 51", "C. wind speed": must be that option
-            said, option = _norm(body), _norm(choices[letters.index(letter)])
-            if option and (said == option or said.startswith(option + " ")):
-                return Extraction(letter, "letter")
+        labelled = bool(match.group("sep")) or first_line[1:2] in ")]" or first_line[:1] in "(["
+        named = _options_named(body, letters, choices) if choices is not None else set()
+        others = {m.group(1) for m in _OTHER_LABEL.finditer(body)} & valid - {letter}
+        if labelled and not others and (not named or letter in named):
+            return Extraction(letter, "letter")  # "B. wind speed", "B) 51", "(C) because ..."
+        if body[:1].isspace() and letter in named:
+            return Extraction(letter, "letter")  # "B wind speed": only if that is option B
 
     if choices is not None:
         reply_norm = _norm(reply)

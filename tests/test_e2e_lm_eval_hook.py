@@ -10,8 +10,8 @@ from .conftest import needs_llama, run_cli
 
 pytestmark = [pytest.mark.slow, needs_llama]
 
-PROBE = ("import lm_eval.api.registry as r; import lm_eval.models; "
-         "print(r.get_model('hf').__name__, r.get_model('vllm').__name__)")
+PROBE = ("import lm_eval.api.registry as r; print(*(r.get_model(name).__name__ "
+         "for name in ('hf', 'dummy', 'cgr')))")
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_enable_then_plain_lm_eval_runs_cgr_tasks(tmp_path, hook_state):
         assert task in run.stdout
     # built-in models still resolve with the hook in place
     probe = run_cli("python", "-c", PROBE)
-    assert probe.stdout.split() == ["HFLM", "VLLM"], probe.stderr
+    assert probe.stdout.split() == ["HFLM", "DummyLM", "CGRLM"], probe.stderr
 
     disabled = run_cli("cgr", "disable-lm-eval")
     assert disabled.returncode == 0 and not hook_state.exists()

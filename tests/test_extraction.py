@@ -31,6 +31,17 @@ def test_never_guesses(text):
     assert extract_letter(text, LETTERS, CHOICES).letter is None
 
 
+def test_labelled_letter_with_explanation_or_cut_off_option_text():
+    choices = ("Sunlight is the source of energy.", "Most ecosystems are found on land.",
+               "soil", "Carbon dioxide")
+    assert extract_letter("B. Most ecosystems are found", LETTERS, choices).letter == "B"
+    assert extract_letter("D) because plants need it", LETTERS, choices).letter == "D"
+    assert extract_letter("A. soil", LETTERS, choices).letter is None  # letter and text disagree
+    assert extract_letter("B. C.\n\nThe correct", LETTERS, choices).letter is None  # two labels
+    assert extract_letter("C soil", LETTERS, choices).letter == "C"
+    assert extract_letter("C soils are rich", LETTERS, choices).letter is None
+
+
 def test_rule_is_reported():
     assert extract_letter("Answer: C", LETTERS, CHOICES).rule == "explicit"
     assert extract_letter("C", LETTERS, CHOICES).rule == "letter"
