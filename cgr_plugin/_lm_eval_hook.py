@@ -37,7 +37,7 @@ def skip_builtin_tasks() -> None:
 
 
 def patch_task_manager(manager_cls: type) -> None:
-    """Append the packaged task folder to every TaskManager's include paths (once)."""
+    """Put the packaged task folder on every TaskManager's include paths (patches once)."""
     if getattr(manager_cls.__init__, "_cgr_patched", False):
         return
     original = manager_cls.__init__
@@ -45,9 +45,11 @@ def patch_task_manager(manager_cls: type) -> None:
     def __init__(self: Any, *args: Any, include_path: Any = None, **kwargs: Any) -> None:
         from ._paths import TASKS_DIR
 
+        # Packaged tasks first: lm-eval lets later roots win, so a user's own cgr_x.yaml
+        # overrides the packaged one of the same name.
         paths = split_include_path(include_path)
         if str(TASKS_DIR) not in paths:
-            paths.append(str(TASKS_DIR))
+            paths.insert(0, str(TASKS_DIR))
         if _skip_builtins:
             kwargs.setdefault("include_defaults", False)
         original(self, *args, include_path=paths, **kwargs)

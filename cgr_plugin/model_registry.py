@@ -175,6 +175,7 @@ def model_file(spec: ModelSpec) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
             digest = _sha256(paths, sink=tmp)
+        os.chmod(tmp.name, 0o644)  # a shared cache: readable like any installed file
         os.replace(tmp.name, target)
     if expected and digest != expected:
         if not single:

