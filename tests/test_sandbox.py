@@ -1,0 +1,225 @@
+"""The sandbox against hostile programs: each must be contained, recorded, and survived."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from cgr_plugin.sandbox import SandboxLimits, isolation_level, run_program
+
+from .conftest import REPO
+
+ITEM = {"id": "q1", "question": "What is 2 + 2?", "letters": ["A", "B", "C"],
+        "choices": ["3", "4", "5"], "context": None, "payload": None, "metadata": {}}
+FAST = SandboxLimits(wall_seconds=3, cpu_seconds=3, memory_bytes=256 << 20, processes=16,
+                     output_chars=2000)
+
+pytestmark = pytest.mark.skipif(isolation_level() == "process",
+                                reason="bubblewrap is not usable on this machine")
+
+
+def answer_b(call):
+    return {"value": "B"}
+
+
+def run(program, limits=FAST, handle=answer_b):
+    return run_program(program, ITEM, handle_call=handle, limits=limits, seed=1)
+
+
+def test_plain_program_runs_and_reports_isolation():
+    result = run("def solve(item, solver):\n    return solver.ask(item.question)\n")
+    assert (result.status, result.answer) == ("ok", "B")
+    assert result.isolation.startswith("bwrap")
+
+
+def test_gold_answer_is_not_visible_to_the_program():
+    result = run("def solve(item, solver):\n    return sorted(vars(item))\n")
+    assert "answer" not in result.answer and "gold" not in result.answer
+
+
+def test_no_network():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(5)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept():
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    program = f"""
+import socket
+def solve(item, solver):
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=2)
+        return "connected"
+    except OSError as err:
+        return type(err).__name__
+"""
+    result = run(program)
+    server.close()
+    thread.join()
+    assert result.status == "ok" and result.answer != "connected"
+    assert accepted == []
+
+
+def test_no_writes_outside_private_tmp(tmp_path):
+    target = tmp_path / "escape.txt"
+    program = f"""
+def solve(item, solver):
+    outcomes = []
+    for path in [{str(target)!r}, "/usr/escape.txt", "/root/escape.txt", "/escape.txt",
+                 "/tmp/inside.txt"]:
+        try:
+            open(path, "w").write("x")
+            outcomes.append("wrote " + path)
+        except OSError as err:
+            outcomes.append(type(err).__name__)
+    return outcomes
+"""
+    result = run(program)
+    assert result.status == "ok"
+    assert result.answer[-1] == "wrote /tmp/inside.txt"
+    assert not any(str(o).startswith("wrote") for o in result.answer[:-1])
+    assert not target.exists() and not os.path.exists("/escape.txt")
+
+
+def test_no_view_of_environment_home_or_project(monkeypatch):
+    monkeypatch.setenv("CGR_TEST_SECRET", "s3cret-token")
+    program = f"""
+import os
+def solve(item, solver):
+    seen = dict(os.environ)
+    try:
+        seen["readme"] = open({str(REPO / 'README.md')!r}).read()[:50]
+    except OSError as err:
+        seen["readme"] = type(err).__name__
+    seen["home"] = sorted(os.listdir(os.path.expanduser("~")))
+    return seen
+"""
+    result = run(program)
+    assert result.status == "ok"
+    assert "s3cret-token" not in repr(result)
+    assert result.answer["readme"] in ("FileNotFoundError", "PermissionError")
+
+
+def test_infinite_loop_times_out():
+    result = run("def solve(item, solver):\n    while True:\n        pass\n")
+    assert result.status == "timeout"
+
+
+def test_ignoring_sigterm_does_not_help():
+    program = """
+import signal, time
+def solve(item, solver):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        time.sleep(0.1)
+"""
+    started = time.perf_counter()
+    assert run(program).status == "timeout"
+    assert time.perf_counter() - started < 20
+
+
+def test_memory_bomb_hits_the_memory_limit():
+    program = """
+def solve(item, solver):
+    hoard = []
+    while True:
+        hoard.append(bytearray(50 << 20))
+"""
+    assert run(program).status == "memory_limit"
+
+
+def test_fork_bomb_is_contained():
+    program = """
+import os
+def solve(item, solver):
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+"""
+    started = time.perf_counter()
+    result = run(program)
+    assert result.status in ("timeout", "runtime_error", "crashed")
+    assert time.perf_counter() - started < 30
+    # the machine still forks normally afterwards
+    assert run("def solve(item, solver):\n    return 'A'\n").status == "ok"
+
+
+def test_huge_output_is_truncated():
+    program = """
+import os, sys
+def solve(item, solver):
+    print("x" * 10_000_000)
+    os.write(1, b"y" * 5_000_000)
+    return "C"
+"""
+    result = run(program)
+    assert (result.status, result.answer) == ("ok", "C")
+    assert len(result.output) <= FAST.output_chars
+
+
+def test_killing_the_parent_or_spawning_a_shell_is_contained(tmp_path):
+    program = f"""
+import os, signal, subprocess
+def solve(item, solver):
+    subprocess.run(["sh", "-c", "echo pwned > {tmp_path}/shell.txt; kill -9 -1"])
+    for pid in (os.getppid(), 1):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return "A"
+"""
+    result = run(program)
+    assert result.status in ("ok", "crashed")
+    assert not (tmp_path / "shell.txt").exists()
+    assert run("def solve(item, solver):\n    return 'B'\n").answer == "B"  # we are still here
+
+
+def test_solver_waits_do_not_count_as_program_time():
+    def slow(call):
+        time.sleep(1.5)
+        return {"value": "B"}
+
+    limits = SandboxLimits(wall_seconds=1, cpu_seconds=5)
+    program = "def solve(item, solver):\n    solver.ask('a')\n    return solver.ask('b')\n"
+    result = run(program, limits=limits, handle=slow)
+    assert (result.status, result.answer) == ("ok", "B")
+    assert result.solver_seconds >= 3 > result.program_seconds
+
+
+@pytest.mark.parametrize("program, status", [
+    ("def solve(item, solver)\n    return 'A'\n", "syntax_error"),
+    ("def answer(item, solver):\n    return 'A'\n", "missing_entry"),
+    ("def solve(item, solver):\n    return 1 / 0\n", "runtime_error"),
+    ("import sys\ndef solve(item, solver):\n    sys.exit(3)\n", "runtime_error"),
+    ("import os\ndef solve(item, solver):\n    os._exit(0)\n", "crashed"),
+])
+def test_program_failures_get_a_status(program, status):
+    assert run(program).status == status
+
+
+def test_refused_call_cannot_be_swallowed():
+    program = """
+def solve(item, solver):
+    try:
+        solver.ask("one more")
+    except Exception:
+        return "A"
+"""
+    result = run(program, handle=lambda call: {"error": "budget_exceeded"})
+    assert result.status == "budget_exceeded"
