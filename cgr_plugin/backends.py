@@ -8,6 +8,7 @@ so GPU users reuse lm-eval's batching, device placement and chat templates.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,18 @@ class GenerationRequest:
 class Generation:
     text: str | None
     error: str | None = None  # set when this request failed; text is then None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+YES, NO = ("Yes", "yes", " Yes", " yes", "YES"), ("No", "no", " No", " no", "NO")
+
+
+def _p_yes(yes_logprob: float, no_logprob: float) -> float:
+    """P(yes) from the two answers' log-probabilities, renormalized over just these two."""
+    top = max(yes_logprob, no_logprob)
+    yes, no = math.exp(yes_logprob - top), math.exp(no_logprob - top)
+    return yes / (yes + no)
 
 
 class Backend(Protocol):
@@ -43,6 +56,10 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
                  ) -> list[Generation]: ...
+
+    def judge(self, prompts: Sequence[str]) -> list[float | str]:
+        """P(yes) for each yes/no question from the model's scores (an error string on failure)."""
+        ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -97,9 +114,52 @@ class LlamaCppBackend:
                     messages=[{"role": "user", "content": req.prompt}],
                     max_tokens=req.max_tokens, temperature=0.0, seed=self.seed,
                     stop=list(req.stop) or None)
-                out.append(Generation(reply["choices"][0]["message"]["content"] or ""))
+                usage = reply.get("usage") or {}
+                out.append(Generation(reply["choices"][0]["message"]["content"] or "",
+                                      tokens_in=usage.get("prompt_tokens"),
+                                      tokens_out=usage.get("completion_tokens")))
             except Exception as err:  # e.g. prompt longer than the context: recorded per item
                 out.append(Generation(None, f"{type(err).__name__}: {err}"))
+        return out
+
+    def _chat_prompt(self, llm: Any, prompt: str) -> str:
+        if getattr(self, "_formatter", None) is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            meta = llm.metadata
+            template = meta.get("tokenizer.chat_template")
+            if not template:
+                raise BackendError(f"{self.name}: the GGUF has no chat template to judge with")
+            vocab = {i: llm._model.token_get_text(i) for i in (llm.token_bos(), llm.token_eos())}
+            self._formatter = Jinja2ChatFormatter(template, eos_token=vocab[llm.token_eos()],
+                                                  bos_token=vocab[llm.token_bos()])
+        return self._formatter(messages=[{"role": "user", "content": prompt}]).prompt
+
+    def _answer_ids(self, llm: Any, words: Sequence[str]) -> list[int]:
+        ids = {llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
+        return sorted(ids)
+
+    def judge(self, prompts: Sequence[str]) -> list[float | str]:
+        import numpy as np
+
+        llm = self._model()
+        yes_ids, no_ids = self._answer_ids(llm, YES), self._answer_ids(llm, NO)
+        out: list[float | str] = []
+        for prompt in prompts:
+            try:
+                tokens = llm.tokenize(self._chat_prompt(llm, prompt).encode(), add_bos=False,
+                                      special=True)
+                llm.reset()
+                llm.eval(tokens)
+                logits = np.ctypeslib.as_array(llm._ctx.get_logits(),
+                                               shape=(llm.n_vocab(),)).astype(np.float64)
+                top = logits.max()
+                logprobs = logits - top - math.log(np.exp(logits - top).sum())
+                yes = float(np.logaddexp.reduce(logprobs[yes_ids]))
+                no = float(np.logaddexp.reduce(logprobs[no_ids]))
+                out.append(_p_yes(yes, no))
+            except Exception as err:
+                out.append(f"{type(err).__name__}: {err}")
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -167,6 +227,19 @@ class LmEvalBackend:
             log.warning("%s: batch of %d failed (%s); retrying one by one", self.name,
                         len(instances), err)
             return [self.generate([r])[0] for r in requests]
+
+    def judge(self, prompts: Sequence[str]) -> list[float | str]:
+        from lm_eval.api.instance import Instance
+
+        lm = self._model()
+        instances = [Instance(request_type="loglikelihood", doc={}, idx=2 * i + j,
+                              arguments=(self._render(lm, prompt), answer))
+                     for i, prompt in enumerate(prompts) for j, answer in enumerate(("Yes", "No"))]
+        try:
+            scores = lm.loglikelihood(instances, disable_tqdm=True)
+        except Exception as err:
+            return [f"{type(err).__name__}: {err}"] * len(prompts)
+        return [_p_yes(scores[2 * i][0], scores[2 * i + 1][0]) for i in range(len(prompts))]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": f"lm-eval:{self.model}", "model_args": dict(self.args),

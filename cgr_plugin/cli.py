@@ -182,6 +182,39 @@ def _cmd_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_exec(args: argparse.Namespace) -> int:
+    """Run one program against one item; print the record as one JSON line."""
+    import json
+
+    from .assisted import AssistedSettings, run_item_program
+    from .backends import make_backend
+    from .items import MCQAItem
+    from .model_registry import load_registry
+    from .prompts import render
+    from .record import CGRRecord
+    from .sandbox import SandboxLimits
+
+    data = json.loads(Path(args.item).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "schema" in data and "item" in data:
+        data = data["item"]  # a whole record line: take its item
+    item = MCQAItem.from_json(data)
+    registry = load_registry()
+    solver, spec = make_backend(args.solver, {}, registry=registry)
+    style = spec.direct if spec else None
+    settings = AssistedSettings(budget=args.budget, limits=SandboxLimits(
+        wall_seconds=args.timeout, cpu_seconds=max(1, int(args.timeout))))
+    text = Path(args.program).read_text(encoding="utf-8")
+    assisted, generator = run_item_program(
+        text, item, solver=solver, settings=settings,
+        direct_prompt=lambda it: render("direct.j2", item=it,
+                                        style=style.style if style else "letter"),
+        direct_max_tokens=style.max_tokens if style else 8)
+    record = CGRRecord(item=item.to_json(), solver=solver.name, generator=str(args.program),
+                       assisted=assisted, generator_side=generator)
+    print(record.to_json())
+    return 0
+
+
 def _cmd_path(args: argparse.Namespace) -> int:
     print(TASKS_DIR)
     return 0
@@ -198,6 +231,7 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
               cgr models                       # registered solver/generator models
               cgr fetch-model qwen2.5-coder-1.5b
               cgr bundle --source ../shared/data --check
+              cgr exec program.py --item item.json --solver smollm2-135m
               cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
             """))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +248,13 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
     p = sub.add_parser("fetch-model", help="assemble and verify registry models' GGUF files")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=_cmd_fetch_model)
+    p = sub.add_parser("exec", help="run one program in the sandbox against one item")
+    p.add_argument("program", help="a Python file (or generator output with a code block)")
+    p.add_argument("--item", required=True, help="item JSON, as in a record's 'item' field")
+    p.add_argument("--solver", default="smollm2-135m", help="registry or lm-eval model")
+    p.add_argument("--budget", type=int, default=8, help="solver calls allowed")
+    p.add_argument("--timeout", type=float, default=20.0, help="program seconds")
+    p.set_defaults(func=_cmd_exec)
     sub.add_parser("enable-lm-eval", help="let plain `lm_eval` find --model cgr and cgr_* tasks"
                    ).set_defaults(func=_cmd_enable)
     sub.add_parser("disable-lm-eval", help="remove the lm-eval startup hook"

@@ -7,7 +7,11 @@ model_args (``--model_args k=v,...``)::
 
     solver=NAME            registry model (models.yaml) or lm-eval model name (hf, vllm, ...)
     solver.KEY=VALUE       arguments for that backend (solver.pretrained=..., solver.n_ctx=...)
-    generator=NAME         the program writer (used by the assisted channel), same forms
+    generator=NAME         the program writer, same forms; generator.KEY=VALUE its arguments
+    channels=direct|direct+assisted   which channels run (default both; generator comes along)
+    budget=N               solver calls per program (default 8)
+    fallback=none|direct|generator   recorded beside an assisted failure, never inside it
+    program_timeout=S, program_memory_mb=M, generator_max_tokens=N
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
@@ -23,12 +27,14 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from .assisted import AssistedSettings, run_assisted
 from .backends import Backend, GenerationRequest, make_backend
 from .extraction import extract_letter
 from .items import ItemError, MCQAItem
 from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
 from .prompts import render
 from .record import CGRRecord, ChannelResult
+from .sandbox import SandboxLimits
 
 __all__ = ["CGRLM", "DEFAULT_GENERATOR", "DEFAULT_SOLVER"]
 
@@ -37,7 +43,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SOLVER = "smollm2-135m"
 DEFAULT_GENERATOR = "qwen2.5-coder-1.5b"
 _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "registry",
-             "template_dir", "seed", "n_threads", "n_ctx"}
+             "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
+             "program_timeout", "program_memory_mb", "generator_max_tokens"}
+CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
+                "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
 
 
@@ -78,8 +87,22 @@ class CGRLM(LM):
         self._setup_distributed(defaults)
         self.solver, self.solver_spec = make_backend(
             self.solver_name, scoped["solver"], registry=self.registry, defaults=defaults)
-        self.generator_args = scoped["generator"]  # built when the assisted channel runs
+        self.generator_args = scoped["generator"]
+        self._defaults = defaults
+        self._generator: Backend | None = None  # built when the assisted channel first runs
         self.direct_settings = self._direct_settings()
+        channels = str(own.get("channels", "all"))
+        if channels not in CHANNEL_SETS:
+            raise ValueError(f"cgr: channels must be one of {', '.join(CHANNEL_SETS)}, "
+                             f"got {channels!r}")
+        self.channels = CHANNEL_SETS[channels]
+        timeout = float(own.get("program_timeout", 20))
+        self.assisted_settings = AssistedSettings(
+            budget=int(own.get("budget", 8)), fallback=str(own.get("fallback", "none")),
+            generator_max_tokens=int(own.get("generator_max_tokens", 768)),
+            seed=int(own.get("seed", 0)),
+            limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)),
+                                 memory_bytes=int(own.get("program_memory_mb", 1024)) << 20))
 
     # -- distributed (accelerate launch / torchrun): one data-parallel rank per process --------
     def _setup_distributed(self, defaults: dict[str, Any]) -> None:
@@ -114,6 +137,16 @@ class CGRLM(LM):
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()
 
+    @property
+    def generator(self) -> Backend:
+        if self._generator is None:
+            if self.generator_name == self.solver_name and self.generator_args == {}:
+                self._generator = self.solver  # one model in both roles is loaded once
+            else:
+                self._generator, _ = make_backend(self.generator_name, self.generator_args,
+                                                  registry=self.registry, defaults=self._defaults)
+        return self._generator
+
     # -- channels ------------------------------------------------------------------------------
     def _direct_settings(self) -> DirectSettings:
         base = self.solver_spec.direct if self.solver_spec else DirectSettings()
@@ -140,7 +173,9 @@ class CGRLM(LM):
             found = extract_letter(gen.text, item.letters, item.choices)
             results.append(ChannelResult(
                 status="ok" if found.letter else "invalid", answer=found.letter, raw=gen.text,
-                prompt=prompt, extraction_rule=found.rule, solver_calls=1, seconds=per_item))
+                prompt=prompt, extraction_rule=found.rule, solver_calls=1, seconds=per_item,
+                model_seconds=per_item, tokens_in=gen.tokens_in or 0,
+                tokens_out=gen.tokens_out or 0))
         return results
 
     # -- lm-eval interface ---------------------------------------------------------------------
@@ -158,16 +193,26 @@ class CGRLM(LM):
             except (KeyError, TypeError, ValueError, ItemError) as err:
                 failures[key] = (f"not a cgr item ({type(err).__name__}: {err}); use a cgr_* "
                                  "task or a task YAML that loads its data with cgr-plugin")
-        direct = self._run_direct(list(items.values()), self.solver, not disable_tqdm)
+        ordered = list(items.values())
+        direct = self._run_direct(ordered, self.solver, not disable_tqdm)
+        assisted: list[tuple[ChannelResult, ChannelResult]] = [
+            (ChannelResult(), ChannelResult()) for _ in ordered]
+        if "assisted" in self.channels and ordered:
+            assisted = run_assisted(
+                ordered, solver=self.solver, generator=self.generator,
+                settings=self.assisted_settings, direct_prompt=self._direct_prompt,
+                direct_max_tokens=self.direct_settings.max_tokens,
+                template_dirs=self.template_dirs, direct=direct, progress=not disable_tqdm)
         records: dict[str, str] = {}
-        for (key, item), result in zip(items.items(), direct, strict=True):
+        for key, item, result, (program, own) in zip(items, ordered, direct, assisted,
+                                                     strict=True):
             records[key] = CGRRecord(
-                item_id=item.id, dataset=item.dataset, gold=item.answer,
-                letters=list(item.letters), solver=self.solver.name,
-                generator=self.generator_name, direct=result).to_json()
+                item=item.to_json(), solver=self.solver.name,
+                generator=self.generator_name if "assisted" in self.channels else None,
+                direct=result, assisted=program, generator_side=own).to_json()
         for key, message in failures.items():
             records[key] = CGRRecord(
-                item_id=key, dataset="", gold="", letters=[], solver=self.solver.name,
+                item={"id": key}, solver=self.solver.name,
                 direct=ChannelResult(status="error", error=message)).to_json()
         return [records[key] for key in keys]
 
@@ -180,7 +225,12 @@ class CGRLM(LM):
         raise NotImplementedError("cgr answers generate_until requests only")
 
     def get_model_info(self) -> dict[str, Any]:
+        settings = self.assisted_settings
         return {"cgr_solver": self.solver.describe(), "cgr_generator": self.generator_name,
+                "cgr_channels": list(self.channels),
                 "cgr_direct": {"style": self.direct_settings.style,
-                               "max_tokens": self.direct_settings.max_tokens}}
+                               "max_tokens": self.direct_settings.max_tokens},
+                "cgr_assisted": {"budget": settings.budget, "fallback": settings.fallback,
+                                 "program_timeout": settings.limits.wall_seconds,
+                                 "generator_max_tokens": settings.generator_max_tokens}}
 

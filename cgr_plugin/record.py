@@ -10,13 +10,22 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CHANNELS", "SCHEMA", "STATUSES", "ChannelResult", "CGRRecord"]
+__all__ = ["ASSISTED_STATUSES", "CHANNELS", "GENERATOR_STATUSES", "SCHEMA", "STATUSES",
+           "ChannelResult", "CGRRecord"]
 
 SCHEMA = "cgr.record/1"
 CHANNELS = ("direct", "assisted", "generator")
-# ok: a letter was read; invalid: the model answered but no letter could be read (never guessed);
-# error: the model or program failed; not_run: the channel was not part of this run.
-STATUSES = ("ok", "invalid", "error", "not_run")
+# Every channel: ok (a letter), invalid (an answer in which no letter could be read; never
+# guessed), error (the model failed), not_run (not part of this run).
+COMMON_STATUSES = ("ok", "invalid", "error", "not_run")
+# Assisted channel: what became of the generated program.
+ASSISTED_STATUSES = ("ok", "generator_error", "no_code", "syntax_error", "missing_entry",
+                     "runtime_error", "timeout", "memory_limit", "budget_exceeded", "crashed",
+                     "protocol_error", "invalid_answer", "uninformative", "not_run")
+# Generator channel: what became of the generator's GENERATOR_ANSWER constant.
+GENERATOR_STATUSES = ("ok", "missing", "placeholder", "invalid", "no_code", "syntax_error",
+                      "error", "not_run")
+STATUSES = tuple(dict.fromkeys(COMMON_STATUSES + ASSISTED_STATUSES + GENERATOR_STATUSES))
 
 
 @dataclass
@@ -28,7 +37,18 @@ class ChannelResult:
     extraction_rule: str | None = None
     solver_calls: int = 0
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the channel for this item
+    model_seconds: float = 0.0  # of which spent inside models (solver and generator)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    # assisted / generator channels
+    program: str | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    audits: dict[str, Any] = field(default_factory=dict)
+    isolation: str | None = None
+    difficulty: str | None = None
+    fallback: dict[str, Any] | None = None  # {"source": "direct", "answer": "C"}, never in answer
+    output: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -39,16 +59,21 @@ class ChannelResult:
 
 @dataclass
 class CGRRecord:
-    item_id: str
-    dataset: str
-    gold: str
-    letters: list[str]
+    item: dict[str, Any]  # as MCQAItem.to_json() writes it, gold included (`cgr exec --item`)
     solver: str
     generator: str | None = None
     direct: ChannelResult = field(default_factory=ChannelResult)
     assisted: ChannelResult = field(default_factory=ChannelResult)
     generator_side: ChannelResult = field(default_factory=ChannelResult)
     schema: str = SCHEMA
+
+    @property
+    def item_id(self) -> str:
+        return str(self.item.get("id", ""))
+
+    @property
+    def gold(self) -> str | None:
+        return self.item.get("answer")
 
     def channel(self, name: str) -> ChannelResult:
         if name not in CHANNELS:

@@ -1,7 +1,9 @@
 """lm-eval filter and per-item scoring for the CGR channels.
 
-One filter pipeline per channel reads that channel's letter out of the JSON record; an item whose
-channel did not yield a letter gets a sentinel that never equals a gold letter.
+One filter pipeline per channel reads that channel's outcome out of the JSON record as a small
+dict (letter, status, solver calls, audit flags); ``process_results`` turns it into metrics:
+accuracy, the share without a letter, solver calls, and for the assisted channel the rate of
+every status and audit flag.
 """
 
 from __future__ import annotations
@@ -11,36 +13,60 @@ from typing import Any
 
 from lm_eval.api.filter import Filter
 
-from .record import CHANNELS, CGRRecord
+from .record import ASSISTED_STATUSES, CHANNELS, CGRRecord
 
-__all__ = ["INVALID", "ChannelFilter", "process_results"]
+__all__ = ["AUDIT_FLAGS", "ChannelFilter", "process_results"]
 
-INVALID = "[invalid]"  # lm-eval's own fallback sentinel
-SENTINELS = {"invalid": INVALID, "error": "[error]", "not_run": "[not_run]"}
+AUDIT_FLAGS = ("hard_coded", "altered_item", "retyped_item", "placeholders")
 
 
 class ChannelFilter(Filter):
-    """``resps -> channel letter`` for one channel of the cgr record."""
+    """``resps -> outcome`` of one channel of the cgr record.
 
-    def __init__(self, channel: str = "direct", **kwargs: Any) -> None:
+    ``fallback=True`` takes the recorded fallback letter where the channel itself has none, for
+    the separately reported ``assisted_fallback`` column.
+    """
+
+    def __init__(self, channel: str = "direct", fallback: bool = False, **kwargs: Any) -> None:
         if channel not in CHANNELS:
             raise ValueError(f"cgr channel filter: unknown channel {channel!r}; "
                              f"one of {', '.join(CHANNELS)}")
-        self.channel = channel
+        self.channel, self.fallback = channel, bool(fallback)
 
-    def _letter(self, response: Any) -> str:
+    def _outcome(self, response: Any) -> dict[str, Any]:
         try:
             result = CGRRecord.from_json(response).channel(self.channel)
         except (TypeError, ValueError, KeyError):
-            return "[not_cgr_record]"
-        return result.answer if result.status == "ok" else SENTINELS[result.status]
+            return {"channel": self.channel, "letter": None, "status": "error",
+                    "solver_calls": 0, "audits": {}}
+        letter, used_fallback = result.answer, False
+        if letter is None and self.fallback and result.fallback:
+            letter, used_fallback = result.fallback["answer"], True
+        view = f"{self.channel}_fallback" if self.fallback else self.channel
+        return {"channel": view, "letter": letter, "status": result.status,
+                "fallback_used": used_fallback, "solver_calls": result.solver_calls,
+                "audits": result.audits}
 
-    def apply(self, resps: Iterable[list[Any]], docs: Iterable[dict]) -> list[list[str]]:
-        return [[self._letter(r) for r in inst] for inst in resps]
+    def apply(self, resps: Iterable[list[Any]], docs: Iterable[dict]) -> list[list[dict]]:
+        return [[self._outcome(r) for r in inst] for inst in resps]
 
 
-def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """acc: the channel's letter is the gold letter; invalid: it gave no letter at all."""
-    answer = results[0]
-    return {"acc": float(answer == doc["answer"]),
-            "invalid": float(answer not in doc["letters"])}
+def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
+    """acc: the channel's letter is the gold; invalid: no letter at all; plus cost and audits."""
+    outcome = results[0]
+    if not isinstance(outcome, dict):  # a plain string from a non-cgr filter pipeline
+        outcome = {"letter": outcome, "status": "ok", "solver_calls": 0, "channel": ""}
+    letter = outcome.get("letter")
+    metrics = {"acc": float(letter == doc["answer"]),
+               "invalid": float(letter not in doc["letters"])}
+    if outcome.get("channel") in ("direct", "assisted"):
+        metrics["solver_calls"] = float(outcome.get("solver_calls") or 0)
+    if outcome.get("channel") == "assisted":
+        status = outcome.get("status")
+        metrics |= {f"status_{s}": float(status == s) for s in ASSISTED_STATUSES
+                    if s != "not_run"}
+        audits = outcome.get("audits") or {}
+        metrics |= {f"audit_{flag}": float(bool(audits.get(flag))) for flag in AUDIT_FLAGS}
+    if outcome.get("channel") == "assisted_fallback":
+        metrics["fallback_used"] = float(bool(outcome.get("fallback_used")))
+    return metrics

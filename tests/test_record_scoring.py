@@ -7,8 +7,9 @@ from cgr_plugin.scoring import ChannelFilter, process_results
 
 
 def record(direct):
-    return CGRRecord(item_id="q", dataset="toy", gold="B", letters=["A", "B", "C"],
-                     solver="s", direct=direct)
+    item = {"id": "q", "dataset": "toy", "question": "Q?", "choices": ["a", "b", "c"],
+            "answer": "B"}
+    return CGRRecord(item=item, solver="s", direct=direct)
 
 
 def test_record_round_trip_has_all_three_channels():

@@ -1,0 +1,212 @@
+"""The assisted and generator channels: generator prompt -> program -> audits -> sandbox run.
+
+Solver calls from a running program come back here (``SolverCalls``), are checked against the
+item's budget, answered by the solver backend, and logged with prompt, response, tokens and
+latency. The fallback policy never touches the assisted answer itself: it is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends import Backend, GenerationRequest
+from .extraction import extract_letter
+from .items import MCQAItem
+from .prompts import render
+from .record import ChannelResult
+from .sandbox import SandboxLimits, SandboxResult, run_program
+from .scaffold import audit_program, extract_program, read_constants
+
+__all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_item_program"]
+
+FALLBACKS = ("none", "direct", "generator")
+_TRACE_TEXT = 4000  # characters of each prompt/response kept in the trace
+
+
+@dataclass(frozen=True)
+class AssistedSettings:
+    budget: int = 8
+    fallback: str = "none"
+    generator_max_tokens: int = 768
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"cgr: fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+        if self.budget < 0:
+            raise ValueError("cgr: budget must be zero or more solver calls")
+
+
+class SolverCalls:
+    """Answers one program's solver calls within its budget, keeping the trace."""
+
+    def __init__(self, item: MCQAItem, solver: Backend, budget: int,
+                 direct_prompt: Callable[[MCQAItem], str], direct_max_tokens: int) -> None:
+        self.item, self.solver, self.budget = item, solver, budget
+        self.direct_prompt, self.direct_max_tokens = direct_prompt, direct_max_tokens
+        self.trace: list[dict[str, Any]] = []
+        self.refused = 0
+
+    @property
+    def made(self) -> int:
+        return len(self.trace)
+
+    def __call__(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self.made >= self.budget:
+            self.refused += 1
+            return {"error": "budget_exceeded"}
+        kind = message.get("kind")
+        started = time.perf_counter()
+        entry: dict[str, Any] = {"kind": kind}
+        try:
+            if kind in ("ask", "choose"):
+                prompt = message.get("prompt")
+                if kind == "choose" and prompt is None:
+                    prompt = self.direct_prompt(self.item)
+                limit = message.get("max_tokens") or (
+                    128 if kind == "ask" else self.direct_max_tokens)
+                limit = max(1, min(int(limit), 1024))
+                gen = self.solver.generate([GenerationRequest(str(prompt), limit)])[0]
+                entry.update(prompt=str(prompt)[:_TRACE_TEXT], tokens_in=gen.tokens_in,
+                             tokens_out=gen.tokens_out)
+                if gen.error is not None:
+                    entry["error"] = gen.error
+                    reply = {"error": gen.error}
+                else:
+                    entry["response"] = gen.text[:_TRACE_TEXT]
+                    value: Any = gen.text
+                    if kind == "choose":
+                        found = extract_letter(gen.text, self.item.letters, self.item.choices)
+                        value = found.letter
+                        entry.update(letter=found.letter, extraction_rule=found.rule)
+                    reply = {"value": value}
+            elif kind == "judge":
+                prompt = str(message.get("prompt"))
+                score = self.solver.judge([prompt])[0]
+                entry["prompt"] = prompt[:_TRACE_TEXT]
+                if isinstance(score, str):
+                    entry["error"] = score
+                    reply = {"error": score}
+                else:
+                    entry["p_yes"] = score
+                    reply = {"value": score}
+            else:
+                entry["error"] = f"unknown call {kind!r}"
+                reply = {"error": entry["error"]}
+        except Exception as err:  # a backend failure answers this call, not the whole run
+            entry["error"] = f"{type(err).__name__}: {err}"
+            reply = {"error": entry["error"]}
+        entry["seconds"] = round(time.perf_counter() - started, 4)
+        self.trace.append(entry)
+        return reply
+
+
+def _item_for_program(item: MCQAItem) -> dict[str, Any]:
+    """What the sandbox gets: the item without its gold answer."""
+    return {"id": item.id, "question": item.question, "letters": list(item.letters),
+            "choices": list(item.choices), "context": item.context, "payload": item.payload,
+            "metadata": dict(item.metadata)}
+
+
+def _seed(settings: AssistedSettings, item: MCQAItem) -> int:
+    return zlib.crc32(f"{settings.seed}:{item.id}".encode())
+
+
+def run_item_program(program_text: str | None, item: MCQAItem, *, solver: Backend,
+                     settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
+                     direct_max_tokens: int) -> tuple[ChannelResult, ChannelResult]:
+    """(assisted, generator) results for one item from the generator's raw output."""
+    started = time.perf_counter()
+    program = extract_program(program_text)
+    letter, constant_status, difficulty = read_constants(program.tree, item.letters)
+    generator = ChannelResult(
+        status="ok" if letter else (program.status if program.tree is None else constant_status),
+        answer=letter, raw=program_text, difficulty=difficulty)
+    audits = audit_program(program, question=item.question, choices=item.choices,
+                           letters=item.letters)
+    # "not_run" until the sandbox has run an extracted program; extraction failures are final
+    assisted = ChannelResult(status="not_run" if program.status == "ok" else program.status,
+                             program=program.source,
+                             audits=audits, difficulty=difficulty, error=program.message)
+    if program.status == "ok":
+        calls = SolverCalls(item, solver, settings.budget, direct_prompt, direct_max_tokens)
+        outcome: SandboxResult = run_program(program.code or "", _item_for_program(item),
+                                             handle_call=calls, limits=settings.limits,
+                                             seed=_seed(settings, item))
+        assisted.isolation, assisted.output = outcome.isolation, outcome.output or None
+        assisted.trace, assisted.solver_calls = calls.trace, calls.made
+        assisted.model_seconds = outcome.solver_seconds
+        assisted.tokens_in = sum(t.get("tokens_in") or 0 for t in calls.trace)
+        assisted.tokens_out = sum(t.get("tokens_out") or 0 for t in calls.trace)
+        assisted.status, assisted.error = outcome.status, outcome.message
+        if calls.refused and outcome.status in ("ok", "runtime_error", "budget_exceeded"):
+            assisted.status = "budget_exceeded"
+            assisted.error = (f"asked for more than {settings.budget} solver calls "
+                              f"({calls.refused} refused)")
+        elif outcome.status == "ok":
+            answer = outcome.answer
+            if isinstance(answer, str) and answer.strip().upper() in item.letters:
+                assisted.answer = answer.strip().upper()
+            elif answer is None:
+                assisted.status, assisted.error = "uninformative", "solve() returned None"
+            else:
+                assisted.status = "invalid_answer"
+                assisted.error = f"solve() returned {answer!r}, not one of the item's letters"
+        if assisted.status == "ok" and calls.made == 0:
+            audits["answered_without_solver"] = True
+            audits["hard_coded"] = True
+        audits["choose_unreadable"] = sum(1 for t in calls.trace
+                                          if t.get("kind") == "choose" and t.get("letter") is None
+                                          and "error" not in t)
+    assisted.seconds = time.perf_counter() - started
+    return assisted, generator
+
+
+def _apply_fallback(assisted: ChannelResult, settings: AssistedSettings,
+                    direct: ChannelResult | None, generator: ChannelResult) -> None:
+    if assisted.status == "ok" or settings.fallback == "none":
+        return
+    source = direct if settings.fallback == "direct" else generator
+    if source is not None and source.status == "ok":
+        assisted.fallback = {"source": settings.fallback, "answer": source.answer}
+
+
+def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backend,
+                 settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
+                 direct_max_tokens: int, template_dirs: Sequence[str] = (),
+                 direct: Sequence[ChannelResult] | None = None, progress: bool = False
+                 ) -> list[tuple[ChannelResult, ChannelResult]]:
+    """Generate every item's program in one batch, then run each program in the sandbox."""
+    prompts = [render("generator.j2", template_dirs, item=item, budget=settings.budget)
+               for item in items]
+    started = time.perf_counter()
+    generations = generator.generate(
+        [GenerationRequest(p, settings.generator_max_tokens) for p in prompts], progress=progress)
+    per_item = (time.perf_counter() - started) / max(len(items), 1)
+    from tqdm.auto import tqdm
+
+    results = []
+    for i, (item, prompt, gen) in enumerate(tqdm(list(zip(items, prompts, generations,
+                                                          strict=True)),
+                                                 desc="programs", disable=not progress)):
+        if gen.error is not None:
+            assisted = ChannelResult(status="generator_error", error=gen.error)
+            generator_result = ChannelResult(status="error", error=gen.error)
+        else:
+            assisted, generator_result = run_item_program(
+                gen.text, item, solver=solver, settings=settings, direct_prompt=direct_prompt,
+                direct_max_tokens=direct_max_tokens)
+        generator_result.prompt = prompt
+        generator_result.seconds = generator_result.model_seconds = per_item
+        generator_result.tokens_in, generator_result.tokens_out = (gen.tokens_in or 0,
+                                                                   gen.tokens_out or 0)
+        assisted.seconds += per_item
+        assisted.model_seconds += per_item
+        _apply_fallback(assisted, settings, direct[i] if direct else None, generator_result)
+        results.append((assisted, generator_result))
+    return results
