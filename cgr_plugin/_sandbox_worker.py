@@ -11,6 +11,7 @@ import json
 import os
 import random
 import resource
+import signal
 import sys
 import traceback
 
@@ -33,6 +34,14 @@ def _receive():
 
 class BudgetExceeded(BaseException):
     """Raised in the program when the parent refuses a solver call; not an Exception on purpose."""
+
+
+class CpuTimeExceeded(BaseException):
+    """SIGXCPU at the soft CPU limit; the hard limit, seconds later, is a SIGKILL."""
+
+
+def _on_xcpu(signum, frame):
+    raise CpuTimeExceeded("CPU time limit reached")
 
 
 class _Capped(io.TextIOBase):
@@ -112,9 +121,9 @@ class Solver:
         return self._rng.choice(tied)
 
 
-def _limit(kind, value):
+def _limit(kind, value, hard=None):
     try:
-        resource.setrlimit(kind, (value, value))
+        resource.setrlimit(kind, (value, value if hard is None else hard))
     except (ValueError, OSError):
         pass
 
@@ -123,7 +132,8 @@ def main():
     init = _receive()
     limits = init["limits"]
     _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]))
+    signal.signal(signal.SIGXCPU, _on_xcpu)
+    _limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]), int(limits["cpu_seconds"]) + 2)
     _limit(resource.RLIMIT_AS, int(limits["memory_bytes"]))
     _limit(resource.RLIMIT_FSIZE, int(limits["file_bytes"]))
     _limit(resource.RLIMIT_NOFILE, 64)
@@ -144,6 +154,10 @@ def main():
         answer = solve(item, solver)
     except BudgetExceeded as err:
         _send({"type": "error", "status": "budget_exceeded", "message": str(err),
+               "output": captured.getvalue()})
+        return
+    except CpuTimeExceeded as err:
+        _send({"type": "error", "status": "timeout", "message": str(err),
                "output": captured.getvalue()})
         return
     except MemoryError:

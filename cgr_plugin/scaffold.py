@@ -98,8 +98,9 @@ def extract_program(text: str | None) -> Program:
         return Program("no_code", message="no Python code in the generator output")
     with_entry = [c for c in candidates if re.search(rf"^def {ENTRY_POINT}\b", c, re.M)]
     source = (with_entry or candidates)[0]
-    if len(with_entry) > 1 or (not with_entry and len(candidates) > 1):
-        joined = "\n\n".join(candidates)  # helpers in one block, solve() in another
+    if len(candidates) > 1:
+        # helpers in one block, solve() in another; of several solve()s the last one wins
+        joined = "\n\n".join(candidates)
         if _parses(joined) is not None and _defines_entry(ast.parse(joined)):
             source = joined
     try:

@@ -45,7 +45,8 @@ def tiny_hf_model(tmp_path_factory):
 
 def test_solver_through_lm_eval_hf_backend(tmp_path, tiny_hf_model):
     run = run_cli("cgr-eval", "--model", "cgr", "--model_args",
-                  f"solver=hf,solver.pretrained={tiny_hf_model},solver.dtype=float32",
+                  f"solver=hf,solver.pretrained={tiny_hf_model},solver.dtype=float32,"
+                  "channels=direct", "--confirm_run_unsafe_code",
                   "--tasks", "cgr_arc_easy", "--limit", "3", "--output_path", "out",
                   "--log_samples", "--device", "cpu", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -59,7 +60,8 @@ def test_solver_through_lm_eval_hf_backend(tmp_path, tiny_hf_model):
 
 def test_unknown_solver_is_a_clear_error(tmp_path):
     run = run_cli("cgr-eval", "--model", "cgr", "--model_args", "solver=no-such-model",
-                  "--tasks", "cgr_sciq", "--limit", "1", cwd=tmp_path)
+                  "--tasks", "cgr_sciq", "--limit", "1", "--confirm_run_unsafe_code",
+                  cwd=tmp_path)
     assert run.returncode == 2
     assert "unknown model 'no-such-model'" in run.stderr
     assert "smollm2-135m" in run.stderr

@@ -30,9 +30,19 @@ def _samples(out: Path, task: str) -> list[dict]:
     return [json.loads(line) for line in Path(files[0]).read_text().splitlines()]
 
 
+DIRECT_ONLY = ["--model_args", "channels=direct", "--confirm_run_unsafe_code"]
+
+
+def test_cgr_tasks_need_the_unsafe_code_confirmation(tmp_path):
+    run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_sciq", "--limit", "1",
+                  cwd=tmp_path)
+    assert run.returncode != 0
+    assert "confirm_run_unsafe_code" in run.stderr
+
+
 def test_cgr_eval_runs_the_direct_channel_and_logs_samples(tmp_path):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_arc_easy", "--limit", "6",
-                  "--output_path", "out", "--log_samples", cwd=tmp_path)
+                  "--output_path", "out", "--log_samples", *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "acc" in run.stdout and "direct" in run.stdout  # lm-eval's results table
     metrics = _results(tmp_path / "out")["results"]["cgr_arc_easy"]
@@ -63,13 +73,15 @@ def test_python_api_with_registered_plugin():
     manager = TaskManager(include_defaults=False)
     names = manager.match_tasks(["cgr_sci*"])
     assert names == ["cgr_sciq"]
-    out = lm_eval.simple_evaluate(model="cgr", model_args={"solver": "smollm2-135m"},
+    out = lm_eval.simple_evaluate(model="cgr", model_args={"solver": "smollm2-135m",
+                                                           "channels": "direct"},
                                   tasks=names, task_manager=manager, limit=3,
-                                  log_samples=True, bootstrap_iters=0)
+                                  log_samples=True, bootstrap_iters=0,
+                                  confirm_run_unsafe_code=True)
     assert set(out["results"]["cgr_sciq"]) >= {"acc,direct", "invalid,direct"}
     records = [CGRRecord.from_json(s["resps"][0][0]) for s in out["samples"]["cgr_sciq"]]
     assert [r.direct.solver_calls for r in records] == [1, 1, 1]
-    assert out["config"]["model_args"] == {"solver": "smollm2-135m"}
+    assert out["config"]["model_args"] == {"solver": "smollm2-135m", "channels": "direct"}
     # registering never hides lm-eval's own models
     from lm_eval.api.registry import get_model
     assert get_model("hf").__name__ == "HFLM"
@@ -77,7 +89,7 @@ def test_python_api_with_registered_plugin():
 
 def test_every_task_runs_with_a_wildcard(tmp_path):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_*", "--limit", "1",
-                  "--output_path", "out", cwd=tmp_path)
+                  "--output_path", "out", *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(_results(tmp_path / "out")["results"]) == ALL_TASKS
 
@@ -92,7 +104,7 @@ def test_ls_tasks_lists_every_cgr_task():
 def test_mmlu_subjects_are_selectable(tmp_path):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_mmlu", "--limit", "2",
                   "--metadata", '{"subsets": ["virology"]}', "--output_path", "out",
-                  "--log_samples", cwd=tmp_path)
+                  "--log_samples", *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     for sample in _samples(tmp_path / "out", "cgr_mmlu"):
         assert json.loads(sample["doc"]["metadata_json"])["subject"] == "virology"

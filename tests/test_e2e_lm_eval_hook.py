@@ -35,7 +35,8 @@ def test_enable_then_plain_lm_eval_runs_cgr_tasks(tmp_path, hook_state):
     enabled = run_cli("cgr", "enable-lm-eval")
     assert enabled.returncode == 0 and hook_state.exists()
     run = run_cli("lm_eval", "--model", "cgr", "--tasks", "cgr_*", "--limit", "2",
-                  "--output_path", "out", cwd=tmp_path)
+                  "--output_path", "out", "--model_args", "channels=direct",
+                  "--confirm_run_unsafe_code", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     for task in ("cgr_arc_easy", "cgr_mmlu", "cgr_truthfulqa_mc1"):
         assert task in run.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import needs_llama, run_cli
-from .test_e2e_cli import _results, _samples
+from .test_e2e_cli import DIRECT_ONLY, _results, _samples
 
 pytestmark = [pytest.mark.slow, needs_llama]
 
@@ -38,7 +38,7 @@ def user_folder(tmp_path, write_jsonl):
 def test_new_dataset_runs_through_include_path(tmp_path, user_folder):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder), "--output_path", "out",
-                  "--log_samples", cwd=tmp_path)
+                  "--log_samples", *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert 0.0 <= _results(tmp_path / "out")["results"]["cgr_usertoy"]["acc,direct"] <= 1.0
     samples = _samples(tmp_path / "out", "cgr_usertoy")
@@ -66,7 +66,7 @@ def test_cgr_eval_validate_loads_data(user_folder):
 def test_bad_data_row_is_a_clear_error(tmp_path, user_folder, write_jsonl):
     write_jsonl("toy.jsonl", [ROWS[0], dict(ROWS[1], key=7)], user_folder / "data")
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
-                  "--include_path", str(user_folder), cwd=tmp_path)
+                  "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 2
     assert "toy.jsonl: item u2: field 'key'" in run.stderr
     run = run_cli("cgr-eval", "validate", "--tasks", "cgr_usertoy",
@@ -77,7 +77,7 @@ def test_bad_data_row_is_a_clear_error(tmp_path, user_folder, write_jsonl):
 def test_bad_yaml_is_named_not_silently_missing(tmp_path, user_folder):
     (user_folder / "cgr_usertoy.yaml").write_text(YAML.format(extra="  bogus: [unclosed\n"))
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
-                  "--include_path", str(user_folder), cwd=tmp_path)
+                  "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode != 0
     assert f"task config {user_folder / 'cgr_usertoy.yaml'} cannot be loaded" in run.stderr
 
@@ -85,14 +85,15 @@ def test_bad_yaml_is_named_not_silently_missing(tmp_path, user_folder):
 def test_unknown_dataset_key_names_file_and_key(tmp_path, user_folder):
     (user_folder / "cgr_usertoy.yaml").write_text(YAML.format(extra="  shufle_seed: 3\n"))
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
-                  "--include_path", str(user_folder), cwd=tmp_path)
+                  "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 2
     assert "cgr_usertoy.yaml: unknown key dataset_kwargs.shufle_seed" in run.stderr
 
 
 def test_tag_selects_user_tasks(tmp_path, user_folder):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "my_suite",
-                  "--include_path", str(user_folder), "--output_path", "out", cwd=tmp_path)
+                  "--include_path", str(user_folder), "--output_path", "out", *DIRECT_ONLY,
+                  cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert list(_results(tmp_path / "out")["results"]) == ["cgr_usertoy"]
 

@@ -29,20 +29,40 @@ def test_status_and_answer_must_agree():
         ChannelResult(status="maybe")
 
 
-def test_channel_filter_reads_letters_and_sentinels():
+def test_channel_filter_reads_each_channel_outcome():
     responses = [[record(ChannelResult(status="ok", answer="B")).to_json()],
                  [record(ChannelResult(status="invalid", raw="hmm")).to_json()],
                  [record(ChannelResult(status="error", error="boom")).to_json()],
                  ["not json at all"]]
-    out = ChannelFilter("direct").apply(responses, [{}] * 4)
-    assert out == [["B"], ["[invalid]"], ["[error]"], ["[not_cgr_record]"]]
-    assert ChannelFilter("assisted").apply(responses[:1], [{}]) == [["[not_run]"]]
+    out = [o for (o,) in ChannelFilter("direct").apply(responses, [{}] * 4)]
+    assert [(o["letter"], o["status"]) for o in out] == [
+        ("B", "ok"), (None, "invalid"), (None, "error"), (None, "error")]
+    (assisted,), = ChannelFilter("assisted").apply(responses[:1], [{}])
+    assert (assisted["letter"], assisted["status"]) == (None, "not_run")
     with pytest.raises(ValueError, match="unknown channel"):
         ChannelFilter("side")
 
 
-def test_process_results_scores_letters_only():
+def test_fallback_view_uses_the_recorded_fallback_only():
+    failed = ChannelResult(status="uninformative", fallback={"source": "direct", "answer": "B"})
+    rec = CGRRecord(item=record(ChannelResult()).item, solver="s", assisted=failed).to_json()
+    (strict,), = ChannelFilter("assisted").apply([[rec]], [{}])
+    (lenient,), = ChannelFilter("assisted", fallback=True).apply([[rec]], [{}])
     doc = {"answer": "B", "letters": ["A", "B", "C"]}
-    assert process_results(doc, ["B"]) == {"acc": 1.0, "invalid": 0.0}
-    assert process_results(doc, ["C"]) == {"acc": 0.0, "invalid": 0.0}
-    assert process_results(doc, ["[invalid]"]) == {"acc": 0.0, "invalid": 1.0}
+    assert process_results(doc, [strict])["acc"] == 0.0
+    scored = process_results(doc, [lenient])
+    assert scored["acc"] == 1.0 and scored["fallback_used"] == 1.0
+
+
+def test_process_results_scores_letters_and_counts_statuses():
+    doc = {"answer": "B", "letters": ["A", "B", "C"]}
+    direct = {"channel": "direct", "letter": "B", "status": "ok", "solver_calls": 1}
+    assert process_results(doc, [direct]) == {"acc": 1.0, "invalid": 0.0, "solver_calls": 1.0}
+    assisted = {"channel": "assisted", "letter": None, "status": "timeout", "solver_calls": 3,
+                "audits": {"hard_coded": True}}
+    scored = process_results(doc, [assisted])
+    assert (scored["acc"], scored["invalid"], scored["solver_calls"]) == (0.0, 1.0, 3.0)
+    assert scored["status_timeout"] == 1.0 and scored["status_ok"] == 0.0
+    assert scored["audit_hard_coded"] == 1.0 and scored["audit_altered_item"] == 0.0
+    generator = {"channel": "generator", "letter": "C", "status": "ok"}
+    assert process_results(doc, [generator]) == {"acc": 0.0, "invalid": 0.0}
