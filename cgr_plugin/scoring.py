@@ -1,13 +1,15 @@
 """lm-eval filter and per-item scoring for the CGR channels.
 
 One filter pipeline per channel reads that channel's outcome out of the JSON record as a small
-dict (letter, status, solver calls, audit flags); ``process_results`` turns it into metrics:
+JSON object (letter, status, solver calls, audit flags; JSON because lm-eval logs filtered
+responses as text); ``process_results`` turns it into metrics:
 accuracy, the share without a letter, solver calls, and for the assisted channel the rate of
 every status and audit flag.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,15 +49,18 @@ class ChannelFilter(Filter):
                 "fallback_used": used_fallback, "solver_calls": result.solver_calls,
                 "audits": result.audits}
 
-    def apply(self, resps: Iterable[list[Any]], docs: Iterable[dict]) -> list[list[dict]]:
-        return [[self._outcome(r) for r in inst] for inst in resps]
+    def apply(self, resps: Iterable[list[Any]], docs: Iterable[dict]) -> list[list[str]]:
+        return [[json.dumps(self._outcome(r)) for r in inst] for inst in resps]
 
 
 def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
     """acc: the channel's letter is the gold; invalid: no letter at all; plus cost and audits."""
-    outcome = results[0]
-    if not isinstance(outcome, dict):  # a plain string from a non-cgr filter pipeline
-        outcome = {"letter": outcome, "status": "ok", "solver_calls": 0, "channel": ""}
+    try:
+        outcome = json.loads(results[0])
+    except (TypeError, ValueError):
+        outcome = None
+    if not isinstance(outcome, dict):  # a plain letter from a non-cgr filter pipeline
+        outcome = {"letter": results[0], "status": "ok", "solver_calls": 0, "channel": ""}
     letter = outcome.get("letter")
     metrics = {"acc": float(letter == doc["answer"]),
                "invalid": float(letter not in doc["letters"])}

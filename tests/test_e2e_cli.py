@@ -24,10 +24,12 @@ def _results(out: Path) -> dict:
     return json.loads(Path(files[0]).read_text())
 
 
-def _samples(out: Path, task: str) -> list[dict]:
+def _samples(out: Path, task: str, channel: str | None = "direct") -> list[dict]:
+    """Sample lines of one filter pipeline (lm-eval writes one line per item and pipeline)."""
     files = glob.glob(str(out / "**" / f"samples_{task}_*.jsonl"), recursive=True)
     assert len(files) == 1, files
-    return [json.loads(line) for line in Path(files[0]).read_text().splitlines()]
+    lines = [json.loads(line) for line in Path(files[0]).read_text().splitlines()]
+    return [s for s in lines if channel is None or s["filter"] == channel]
 
 
 DIRECT_ONLY = ["--model_args", "channels=direct", "--confirm_run_unsafe_code"]
@@ -57,10 +59,10 @@ def test_cgr_eval_runs_the_direct_channel_and_logs_samples(tmp_path):
         direct = record.direct
         assert direct.prompt and sample["doc"]["question"] in direct.prompt
         assert direct.raw is not None and direct.status in ("ok", "invalid")
-        expected = direct.answer if direct.status == "ok" else "[invalid]"
-        assert sample["filtered_resps"] == [expected]
-        assert record.assisted.status == "not_run"
-        assert sample["acc"] == float(expected == record.gold)
+        outcome = json.loads(sample["filtered_resps"][0])
+        assert (outcome["letter"], outcome["status"]) == (direct.answer, direct.status)
+        assert record.assisted.status == "not_run"  # channels=direct
+        assert sample["acc"] == float(direct.answer == record.gold)
 
 
 def test_python_api_with_registered_plugin():
@@ -79,7 +81,8 @@ def test_python_api_with_registered_plugin():
                                   log_samples=True, bootstrap_iters=0,
                                   confirm_run_unsafe_code=True)
     assert set(out["results"]["cgr_sciq"]) >= {"acc,direct", "invalid,direct"}
-    records = [CGRRecord.from_json(s["resps"][0][0]) for s in out["samples"]["cgr_sciq"]]
+    records = [CGRRecord.from_json(s["resps"][0][0]) for s in out["samples"]["cgr_sciq"]
+               if s["filter"] == "direct"]
     assert [r.direct.solver_calls for r in records] == [1, 1, 1]
     assert out["config"]["model_args"] == {"solver": "smollm2-135m", "channels": "direct"}
     # registering never hides lm-eval's own models

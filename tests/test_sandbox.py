@@ -223,3 +223,17 @@ def solve(item, solver):
 """
     result = run(program, handle=lambda call: {"error": "budget_exceeded"})
     assert result.status == "budget_exceeded"
+
+
+def test_without_bubblewrap_the_weaker_isolation_is_recorded_and_warned(monkeypatch, caplog):
+    import cgr_plugin.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "isolation_level", lambda: "process")
+    monkeypatch.setattr(sandbox, "_warned_weak", False)
+    monkeypatch.setenv("CGR_TEST_SECRET", "s3cret-token")
+    program = "import os\ndef solve(item, solver):\n    return dict(os.environ)\n"
+    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
+        result = run(program)
+    assert result.status == "ok" and result.isolation == "process"
+    assert "s3cret-token" not in repr(result.answer)  # the environment is still emptied
+    assert "bubblewrap (bwrap) is not available" in caplog.text
