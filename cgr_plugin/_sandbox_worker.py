@@ -13,6 +13,7 @@ import random
 import resource
 import signal
 import sys
+import threading
 import traceback
 
 _IN_FD, _OUT_FD = int(sys.argv[1]), int(sys.argv[2])
@@ -87,10 +88,12 @@ class Solver:
 
     def __init__(self, seed):
         self._rng = random.Random(seed)
+        self._lock = threading.Lock()  # one call in flight: replies cannot cross between threads
 
     def _call(self, kind, **fields):
-        _send({"type": "call", "kind": kind, **fields})
-        reply = _receive()
+        with self._lock:
+            _send({"type": "call", "kind": kind, **fields})
+            reply = _receive()
         if reply.get("error") == "budget_exceeded":
             raise BudgetExceeded("solver-call budget exhausted")
         if reply.get("error"):
@@ -114,10 +117,11 @@ class Solver:
 
     def pick(self, scores):
         """The letter with the highest score; ties broken by a seeded shuffle, never by order."""
-        if not scores:
+        numbers = {k: float(v) for k, v in dict(scores).items() if float(v) == float(v)}
+        if not numbers:  # empty, or nothing but NaN
             return None
-        best = max(scores.values())
-        tied = sorted(k for k, v in scores.items() if v == best)
+        best = max(numbers.values())
+        tied = sorted(k for k, v in numbers.items() if v == best)
         return self._rng.choice(tied)
 
 

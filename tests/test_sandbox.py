@@ -236,4 +236,97 @@ def test_without_bubblewrap_the_weaker_isolation_is_recorded_and_warned(monkeypa
         result = run(program)
     assert result.status == "ok" and result.isolation == "process"
     assert "s3cret-token" not in repr(result.answer)  # the environment is still emptied
-    assert "bubblewrap (bwrap) is not available" in caplog.text
+    assert "bubblewrap (bwrap) is not usable here" in caplog.text
+
+
+def test_process_and_memory_caps_hold_for_the_whole_program():
+    if isolation_level() != "bwrap+cgroup":
+        pytest.skip("no cgroup limits on this machine")
+    program = """
+import os, time
+def solve(item, solver):
+    made = 0
+    for _ in range(64):
+        try:
+            pid = os.fork()
+        except OSError:
+            break
+        if pid == 0:
+            time.sleep(2)
+            os._exit(0)
+        made += 1
+    return made
+"""
+    limits = SandboxLimits(wall_seconds=5, cpu_seconds=5, processes=16)
+    result = run(program, limits=limits)
+    assert result.status == "ok" and result.answer < 16
+    hog = """
+import os
+def solve(item, solver):
+    children = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(200 << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            os._exit(0)
+        children.append(pid)
+    return [os.waitpid(pid, 0)[1] for pid in children]
+"""
+    result = run(hog, limits=SandboxLimits(wall_seconds=10, cpu_seconds=10,
+                                           memory_bytes=256 << 20))
+    assert result.status == "memory_limit" or any(code != 0 for code in result.answer)
+
+
+def test_root_only_kernel_files_are_out_of_reach():
+    program = """
+def solve(item, solver):
+    outcomes = []
+    for path in ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches",
+                 "/proc/sysrq-trigger", "/dev/shm/x", "/dev/null2"]:
+        try:
+            with open(path, "w") as fh:
+                fh.write("1")
+            outcomes.append("wrote " + path)
+        except OSError as err:
+            outcomes.append(type(err).__name__)
+    return outcomes
+"""
+    result = run(program)
+    assert result.status == "ok"
+    assert not any(o.startswith("wrote") for o in result.answer), result.answer
+
+
+@pytest.mark.parametrize("program, status", [
+    # forged protocol lines: an unknown status, and deep nesting
+    ("import sys, os\ndef solve(item, solver):\n"
+     "    os.write(int(sys.argv[2]), b'{\"type\": \"error\", \"status\": \"ok!\"}\\n')\n"
+     "    import time; time.sleep(5)\n", "protocol_error"),
+    ("import sys, os\ndef solve(item, solver):\n"
+     "    os.write(int(sys.argv[2]), b'[' * 100000 + b'\\n')\n"
+     "    import time; time.sleep(5)\n", "protocol_error"),
+    # closing its own pipes, then lingering
+    ("import sys, os, time\ndef solve(item, solver):\n    os.close(int(sys.argv[2]))\n"
+     "    time.sleep(30)\n", "crashed"),
+])
+def test_protocol_abuse_gets_a_status_and_never_raises(program, status):
+    assert run(program).status == status
+
+
+def test_call_flood_is_cut_off_at_the_budget():
+    calls = []
+
+    def budget_of_three(call):
+        calls.append(call)
+        return {"value": "B"} if len(calls) <= 3 else {"error": "budget_exceeded"}
+
+    program = """
+import json, os, sys
+def solve(item, solver):
+    line = json.dumps({"type": "call", "kind": "ask", "prompt": "x" * 1000}) + "\\n"
+    for _ in range(100000):
+        os.write(int(sys.argv[2]), line.encode())
+"""
+    result = run(program, handle=budget_of_three)
+    assert result.status == "budget_exceeded" and len(calls) == 4
