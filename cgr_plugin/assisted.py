@@ -7,6 +7,7 @@ latency. The fallback policy never touches the assisted answer itself: it is rec
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from .scaffold import audit_program, extract_program, read_constants
 
 __all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_item_program"]
 
+log = logging.getLogger(__name__)
 FALLBACKS = ("none", "direct", "generator")
 _TRACE_TEXT = 4000  # characters of each prompt/response kept in the trace
 
@@ -50,7 +52,6 @@ class SolverCalls:
         self.item, self.solver, self.budget = item, solver, budget
         self.direct_prompt, self.direct_max_tokens = direct_prompt, direct_max_tokens
         self.trace: list[dict[str, Any]] = []
-        self.refused = 0
 
     @property
     def made(self) -> int:
@@ -58,7 +59,6 @@ class SolverCalls:
 
     def __call__(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.made >= self.budget:
-            self.refused += 1
             return {"error": "budget_exceeded"}
         kind = message.get("kind")
         started = time.perf_counter()
@@ -144,10 +144,8 @@ def run_item_program(program_text: str | None, item: MCQAItem, *, solver: Backen
         assisted.tokens_in = sum(t.get("tokens_in") or 0 for t in calls.trace)
         assisted.tokens_out = sum(t.get("tokens_out") or 0 for t in calls.trace)
         assisted.status, assisted.error = outcome.status, outcome.message
-        if calls.refused and outcome.status in ("ok", "runtime_error", "budget_exceeded"):
-            assisted.status = "budget_exceeded"
-            assisted.error = (f"asked for more than {settings.budget} solver calls "
-                              f"({calls.refused} refused)")
+        if outcome.status == "budget_exceeded":
+            assisted.error = f"asked for more than {settings.budget} solver calls"
         elif outcome.status == "ok":
             answer = outcome.answer
             if isinstance(answer, str) and answer.strip().upper() in item.letters:
@@ -156,10 +154,14 @@ def run_item_program(program_text: str | None, item: MCQAItem, *, solver: Backen
                 assisted.status, assisted.error = "uninformative", "solve() returned None"
             else:
                 assisted.status = "invalid_answer"
-                assisted.error = f"solve() returned {answer!r}, not one of the item's letters"
-        if assisted.status == "ok" and calls.made == 0:
-            audits["answered_without_solver"] = True
-            audits["hard_coded"] = True
+                assisted.error = (f"solve() returned {answer!r:.200}, not one of the item's "
+                                  "letters")
+        # run-time evidence decides whether the solver was used; the literal checks stay
+        audits["answered_without_solver"] = assisted.status == "ok" and calls.made == 0
+        audits["hard_coded"] = bool(
+            audits["returns_literal"] or audits["returns_generator_answer"]
+            or audits["answered_without_solver"]
+            or (audits["no_solver_call"] and calls.made == 0))
         audits["choose_unreadable"] = sum(1 for t in calls.trace
                                           if t.get("kind") == "choose" and t.get("letter") is None
                                           and "error" not in t)
@@ -198,9 +200,16 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
             assisted = ChannelResult(status="generator_error", error=gen.error)
             generator_result = ChannelResult(status="error", error=gen.error)
         else:
-            assisted, generator_result = run_item_program(
-                gen.text, item, solver=solver, settings=settings, direct_prompt=direct_prompt,
-                direct_max_tokens=direct_max_tokens)
+            try:
+                assisted, generator_result = run_item_program(
+                    gen.text, item, solver=solver, settings=settings,
+                    direct_prompt=direct_prompt, direct_max_tokens=direct_max_tokens)
+            except Exception as err:  # a harness failure costs this item, never the run
+                log.exception("item %s: running its program failed", item.id)
+                assisted = ChannelResult(status="crashed", program=gen.text,
+                                         error=f"{type(err).__name__}: {err}")
+                generator_result = ChannelResult(status="error", raw=gen.text,
+                                                 error=assisted.error)
         generator_result.prompt = prompt
         generator_result.seconds = generator_result.model_seconds = per_item
         generator_result.tokens_in, generator_result.tokens_out = (gen.tokens_in or 0,

@@ -65,10 +65,12 @@ def _unfenced_code(text: str) -> str | None:
 
 
 def _defines_entry(tree: ast.Module) -> ast.FunctionDef | None:
+    """The solve() that runs: Python keeps the last top-level definition."""
+    found = None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == ENTRY_POINT:
-            return node
-    return None
+            found = node
+    return found
 
 
 def _calls_entry(node: ast.AST) -> bool:
@@ -137,10 +139,13 @@ def read_constants(tree: ast.Module | None, letters: Sequence[str]
     """
     values: dict[str, Any] = {}
     for node in (tree.body if tree else []):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            for target in node.targets:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        value = getattr(node, "value", None)
+        if isinstance(value, ast.Constant):
+            for target in targets:
                 if isinstance(target, ast.Name):
-                    values[target.id] = node.value.value
+                    values[target.id] = value.value
     difficulty = values.get("DIFFICULTY")
     difficulty = difficulty.strip().lower() if isinstance(difficulty, str) else None
     difficulty = difficulty if difficulty in DIFFICULTIES else None
@@ -161,9 +166,39 @@ def _similar(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a.lower(), b.lower(), autojunk=False).ratio()
 
 
+def _closest_window(literal: str, text: str) -> tuple[float, bool]:
+    """(best similarity of ``text`` to a same-length stretch of ``literal``, exact substring?)"""
+    lowered, target = literal.lower(), text.lower()
+    if target in lowered:
+        return 1.0, True
+    if len(literal) <= len(text) * 1.25:
+        return _similar(literal, text), False
+    starts = [0] + [i + 1 for i, ch in enumerate(lowered) if not ch.isalnum()]
+    best = 0.0
+    for start in starts[:400]:
+        best = max(best, _similar(lowered[start:start + len(target)], target))
+    return best, False
+
+
+def _constant_names(entry: ast.FunctionDef, literals: set[str]) -> set[str]:
+    """Names in solve() that are only ever assigned one of the literal answers."""
+    assigned: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(entry):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    assigned.setdefault(target.id, []).append(node.value)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign) and isinstance(node.target,
+                                                                             ast.Name):
+            assigned.setdefault(node.target.id, []).append(node.value or node.target)
+    return {name for name, values in assigned.items()
+            if all(isinstance(v, ast.Constant) and isinstance(v.value, str)
+                   and v.value.strip() in literals for v in values)}
+
+
 def audit_program(program: Program, *, question: str, choices: Sequence[str],
                   letters: Sequence[str]) -> dict[str, Any]:
-    """Static audit flags; run-time ones (no solver call made) are added by the caller."""
+    """Static audit flags; run-time evidence (solver calls made) is merged by the caller."""
     flags: dict[str, Any] = {"returns_literal": False, "returns_generator_answer": False,
                              "no_solver_call": False, "retyped_item": False,
                              "altered_item": False, "placeholders": [], "interface": "ok"}
@@ -172,38 +207,36 @@ def audit_program(program: Program, *, question: str, choices: Sequence[str],
         flags["interface"] = program.status
         return flags
     entry = _defines_entry(tree)
-    params = [a.arg for a in (entry.args.posonlyargs + entry.args.args)] if entry else []
-    solver_name = params[1] if len(params) > 1 else "solver"
     literal_answers = {*letters, *(c.strip() for c in choices)}
+    constant_names = _constant_names(entry, literal_answers) if entry else set()
     for node in ast.walk(entry) if entry else ():
         if isinstance(node, ast.Return) and node.value is not None:
             value = node.value
             if isinstance(value, ast.Constant) and isinstance(value.value, str) and (
                     value.value.strip() in literal_answers):
                 flags["returns_literal"] = True
+            if isinstance(value, ast.Name) and value.id in constant_names:
+                flags["returns_literal"] = True
             if isinstance(value, ast.Name) and value.id == "GENERATOR_ANSWER":
                 flags["returns_generator_answer"] = True
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and isinstance(n.func, ast.Attribute) and n.func.attr in SOLVER_METHODS
-             and isinstance(n.func.value, ast.Name) and n.func.value.id == solver_name]
-    flags["no_solver_call"] = not calls
-    texts = [question, *choices]
+    # any .ask/.choose/.judge call counts: the solver may be passed on or renamed
+    flags["no_solver_call"] = not any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+        and n.func.attr in SOLVER_METHODS for n in ast.walk(tree))
+    texts = [t for t in (question, *choices) if len(t.strip()) >= 12]
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
         literal = node.value.strip()
         if _TEMPLATE_TEXT.search(literal) and len(literal) < 80:
             flags["placeholders"].append(literal)
-        if len(literal) < 12:
+        if len(literal) < 12 or len(literal) > 4000:
             continue
         for text in texts:
-            if len(text) < 12:
-                continue
-            score = _similar(literal, text) if abs(len(literal) - len(text)) < len(text) else 0
-            if score >= 0.8 or text.lower() in literal.lower():
+            score, exact = _closest_window(literal, text.strip())
+            if score >= 0.8:
                 flags["retyped_item"] = True
-                if literal.lower() != text.lower() and text.lower() not in literal.lower():
-                    flags["altered_item"] = True
+                flags["altered_item"] = flags["altered_item"] or not exact
     flags["hard_coded"] = bool(flags["returns_literal"] or flags["returns_generator_answer"]
                                or flags["no_solver_call"])
     return flags

@@ -101,3 +101,41 @@ def test_placeholders_and_interface():
                   '    return solver.choose()\n')
     assert flags["placeholders"] == ["<easy|medium|hard>"]
     assert audit("def solve(item):\n    return 'A'\n")["interface"] == "missing_entry"
+
+
+def test_solver_passed_to_a_helper_is_still_a_solver_call():
+    flags = audit("def score(s, text):\n    return s.judge(text)\n\n"
+                  "def solve(item, solver):\n"
+                  "    return solver.pick({k: score(solver, v)\n"
+                  "                        for k, v in item.options.items()})\n")
+    assert not flags["no_solver_call"] and not flags["hard_coded"]
+
+
+def test_constant_returned_through_a_variable_is_flagged():
+    flags = audit("def solve(item, solver):\n    answer = 'A'\n    solver.ask('hi')\n"
+                  "    return answer\n")
+    assert flags["returns_literal"] and flags["hard_coded"]
+    derived = audit("def solve(item, solver):\n    answer = 'A'\n"
+                    "    answer = solver.choose()\n    return answer\n")
+    assert not derived["returns_literal"]
+
+
+def test_altered_question_inside_a_longer_prompt():
+    flags = audit('def solve(item, solver):\n    return solver.choose("Read carefully. '
+                  'Which planet is called the Red Planet? Reply with a letter.")\n')
+    assert flags["retyped_item"] and flags["altered_item"]
+
+
+def test_the_solve_that_runs_is_the_one_audited():
+    text = ("```python\ndef solve(item, solver):\n    return solver.choose()\n```\n"
+            "Better:\n```python\ndef solve(item, solver):\n    return 'B'\n```")
+    program = extract_program(text)
+    assert program.status == "ok"
+    assert audit_program(program, question=QUESTION, choices=CHOICES,
+                         letters=LETTERS)["returns_literal"]
+
+
+def test_annotated_generator_constant():
+    program = extract_program('GENERATOR_ANSWER: str = "B"\n'
+                              'def solve(item, solver):\n    return solver.choose()\n')
+    assert read_constants(program.tree, LETTERS)[:2] == ("B", "ok")
