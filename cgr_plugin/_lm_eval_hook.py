@@ -113,7 +113,10 @@ def site_packages() -> Path:
 
 def enable() -> Path:
     target = site_packages() / PTH_NAME
-    target.write_text("import cgr_plugin._lm_eval_hook as _cgr; _cgr.install_lazy()\n")
+    # One line, guarded: after `pip uninstall cgr-plugin` the leftover file must stay silent.
+    target.write_text("import importlib.util as _u; _u.find_spec('cgr_plugin') and "
+                      "__import__('cgr_plugin._lm_eval_hook').__dict__['_lm_eval_hook']"
+                      ".install_lazy()\n")
     return target
 
 

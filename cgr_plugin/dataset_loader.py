@@ -177,8 +177,11 @@ def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
 def _requested_subsets(kwargs: Mapping[str, Any], options: Mapping[str, Any], where: str
                        ) -> list[str] | None:
     raw = kwargs.get("subsets")
-    if raw is None or "subset_field" not in options:
+    if raw is None:
         return None
+    if "subset_field" not in options:
+        raise TaskConfigError(f"{where}: --metadata subsets was given, but this task has no "
+                              "dataset_kwargs.subset_field to select on; run it separately")
     values = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise TaskConfigError(f"{where}: --metadata subsets must be a list or comma-separated "

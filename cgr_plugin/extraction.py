@@ -2,7 +2,10 @@
 
 Rules, in order (each only accepts letters of this item's choices):
 
-1. an explicit final answer ("Answer: C", "the answer is (C)", "**Answer:** C"): the last one wins;
+1. an explicit answer ("Answer: C", "the answer is (C)", "**Answer:** C"); hedges ("Answer: B or
+   C"), negations ("answer A is wrong") and a letter whose option text disagrees ("Answer: B) 61"
+   when 61 is option C) are not answers; the last line with an answer decides, and two
+   different letters on that line are no answer;
 2. a reply whose first line starts with a labelled letter ("C", "(C)", "C.", "C) 51", "C. wind")
    unless the text after it repeats a *different* option; a bare "C wind" only when it repeats
    option C's own text;
@@ -24,6 +27,9 @@ _EXPLICIT = re.compile(
     r"[\(\[]?\s*(?P<letter>[A-Z])\s*[\)\]]?(?![A-Za-z0-9])"
 )
 _LEADING = re.compile(r"\A[\(\[]?(?P<letter>[A-Z])[\)\]]?(?P<sep>[.:]?)(?P<body>.*)\Z", re.S)
+_HEDGE = re.compile(r"\s*[\)\]]?\s*(?:,|/|&|\bor\b|\band\b)\s*[\(\[]?([A-Z])(?![A-Za-z])")
+_NEGATED = re.compile(r"\s*[\)\]]?\s*(?:is|was|are|seems)\s+(?:wrong|incorrect|not|false)\b",
+                      re.I)
 _OTHER_LABEL = re.compile(r"(?<![A-Za-z])([A-Z])(?:[.)\]]|$)")
 _PUNCT = re.compile(r"[\W_]+")
 
@@ -55,10 +61,27 @@ def extract_letter(text: str | None, letters: Sequence[str],
     if not text or not text.strip():
         return Extraction(None, "none")
     valid = set(letters)
-    explicit = [m.group("letter") for m in _EXPLICIT.finditer(text)]
-    explicit = [x for x in explicit if x in valid]
+    explicit: list[tuple[str, int]] = []  # (letter, line number)
+    for match in _EXPLICIT.finditer(text):
+        letter = match.group("letter")
+        if letter not in valid:
+            continue
+        rest = text[match.end():].split("\n", 1)[0]
+        if _NEGATED.match(rest):
+            continue  # "answer A is wrong"
+        other = _HEDGE.match(rest)
+        if other and other.group(1) in valid:
+            return Extraction(None, "none")  # "Answer: B or C"
+        if choices is not None:
+            named = _options_named(rest.lstrip(" ).]:"), letters, choices)
+            if named and letter not in named:
+                return Extraction(None, "none")  # "Answer: B) 61" where 61 is option C
+        explicit.append((letter, text.count("\n", 0, match.start())))
     if explicit:
-        return Extraction(explicit[-1], "explicit")
+        final, final_line = explicit[-1]
+        if any(x != final and line == final_line for x, line in explicit):
+            return Extraction(None, "none")  # different answers on the line that decides
+        return Extraction(final, "explicit")  # a later line corrects an earlier one
 
     reply = text.strip()
     first_line = reply.splitlines()[0].strip()

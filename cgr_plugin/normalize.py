@@ -52,16 +52,34 @@ class FieldMapping:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None, *, source: str | None = None
                     ) -> FieldMapping:
+        if config is not None and not isinstance(config, Mapping):
+            raise ItemError(f"'fields' must be a mapping, got {type(config).__name__}",
+                            source=source, field="fields")
         config = dict(config or {})
         allowed = {f.name for f in fields(cls)}
         for key in config:
             if key not in allowed:
                 raise ItemError(f"unknown key in 'fields' (allowed: {', '.join(sorted(allowed))})",
                                 source=source, field=f"fields.{key}")
-        if isinstance(config.get("choices"), list):
-            config["choices"] = tuple(config["choices"])
-        meta = config.get("metadata", ())
-        config["metadata"] = (meta,) if isinstance(meta, str) else tuple(meta or ())
+        for key in ("question", "answer", "id", "context", "payload", "labels"):
+            if key in config and not (isinstance(config[key], str)
+                                      or (config[key] is None and key != "question")):
+                raise ItemError(f"must be a field name (dotted path), got {config[key]!r}",
+                                source=source, field=f"fields.{key}")
+        for key in ("choices", "metadata"):
+            value = config.get(key)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                config[key] = tuple(value)
+            elif isinstance(value, str):
+                config[key] = value if key == "choices" else (value,)
+            elif value is not None:
+                raise ItemError(f"must be a field name or a list of field names, got {value!r}",
+                                source=source, field=f"fields.{key}")
+        names = [path.split(".")[-1] for path in config.get("metadata", ())]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ItemError(f"two metadata fields end in {clash[0]!r}; items key metadata by the "
+                            "last path part", source=source, field="fields.metadata")
         fmt = config.get("answer_format", "auto")
         if fmt not in ANSWER_FORMATS:
             raise ItemError(f"unknown answer_format {fmt!r} (one of {', '.join(ANSWER_FORMATS)})",
@@ -212,17 +230,20 @@ class Normalizer:
                                 field="labels")
             gold = labels.index(str(raw)) if str(raw) in labels else None
         elif fmt == "text":
-            matches = [i for i, c in enumerate(choices) if c == raw]
+            matches = [i for i, c in enumerate(choices) if c == str(raw)]
             if len(matches) > 1:
                 raise ItemError(f"gold text {raw!r} matches {len(matches)} choices", item=item_id,
                                 field=m.answer)
             gold = matches[0] if matches else None
         elif fmt == "one_hot":
-            if (not isinstance(raw, Sequence) or isinstance(raw, str) or len(raw) != n
-                    or sorted(int(x) for x in raw) != [0] * (n - 1) + [1]):
-                raise ItemError("one_hot gold must mark exactly one of the choices with 1",
-                                item=item_id, field=m.answer)
-            gold = [int(x) for x in raw].index(1)
+            try:
+                marks = [int(x) for x in raw] if not isinstance(raw, str | bytes) else None
+            except (TypeError, ValueError):
+                marks = None
+            if marks is None or len(marks) != n or sorted(marks) != [0] * (n - 1) + [1]:
+                raise ItemError("one_hot gold must mark exactly one of the choices with 1 and "
+                                f"the rest with 0, got {raw!r}", item=item_id, field=m.answer)
+            gold = marks.index(1)
         if gold is None or not 0 <= gold < n:
             raise ItemError(f"gold {raw!r} ({fmt}) does not name one of {n} choices",
                             item=item_id, field=m.answer)

@@ -54,7 +54,7 @@ def test_enable_and_disable_write_and_remove_one_pth(tmp_path, monkeypatch):
     monkeypatch.setattr(_lm_eval_hook, "site_packages", lambda: tmp_path)
     path = _lm_eval_hook.enable()
     assert path == tmp_path / "cgr_plugin_lm_eval.pth"
-    assert path.read_text().startswith("import cgr_plugin._lm_eval_hook")
+    assert path.read_text().startswith("import importlib.util")
     assert _lm_eval_hook.disable() == path and not path.exists()
     assert _lm_eval_hook.disable() is None
 

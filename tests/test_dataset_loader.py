@@ -100,3 +100,13 @@ def test_bundled_dataset_loads(tmp_path):
     docs = load_mcqa_dataset(config_source=source)["test"]
     assert len(docs) == 2376
     assert all(d["answer"] in d["letters"] for d in docs)
+
+
+def test_subsets_for_a_task_without_subset_field_is_an_error(tmp_path, write_jsonl):
+    write_jsonl("mine.jsonl", ROWS)
+    source = task_yaml(tmp_path, """dataset_kwargs:
+  data_files: mine.jsonl
+  fields: {id: qid, question: prompt, choices: options, answer: label}
+""")
+    with pytest.raises(TaskConfigError, match="no dataset_kwargs.subset_field"):
+        load_mcqa_dataset(config_source=source, subsets="t1")

@@ -42,6 +42,21 @@ def test_labelled_letter_with_explanation_or_cut_off_option_text():
     assert extract_letter("C soils are rich", LETTERS, choices).letter is None
 
 
+@pytest.mark.parametrize("text, letter", [
+    ("Answer: B or C", None),
+    ("The answer is A or B", None),
+    ("Answer: A, B and C are all plausible", None),
+    ("The answer is B, since answer A is incorrect.", "B"),
+    ("Answer: C is wrong, it is D", None),
+    ("Answer: B) 61", None),
+    ("Answer: B) 51", "B"),
+    ("I first thought the answer is A.\nAnswer: C", "C"),
+    ("It could be answer A, or maybe the answer is C.", None),
+])
+def test_explicit_answers_that_hedge_or_contradict(text, letter):
+    assert extract_letter(text, LETTERS, CHOICES).letter == letter
+
+
 def test_rule_is_reported():
     assert extract_letter("Answer: C", LETTERS, CHOICES).rule == "explicit"
     assert extract_letter("C", LETTERS, CHOICES).rule == "letter"

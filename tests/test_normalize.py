@@ -91,3 +91,30 @@ def test_preprocess_errors_are_data_errors():
         raise RuntimeError("boom")
     with pytest.raises(ItemError, match="preprocess function failed: RuntimeError: boom"):
         Normalizer("toy", preprocess=broken)({"question": "q"}, 0)
+
+
+@pytest.mark.parametrize("mapping, field", [
+    ({"choices": 5}, "fields.choices"),
+    ({"question": ["q"]}, "fields.question"),
+    ({"metadata": 5}, "fields.metadata"),
+    ({"metadata": ["a.n", "b.n"]}, "fields.metadata"),
+])
+def test_mapping_values_are_checked(mapping, field):
+    with pytest.raises(ItemError) as info:
+        FieldMapping.from_config(mapping, source="task.yaml")
+    assert info.value.field == field and info.value.source == "task.yaml"
+    with pytest.raises(ItemError, match="must be a mapping"):
+        FieldMapping.from_config(["question"], source="task.yaml")
+
+
+@pytest.mark.parametrize("marks", [["x", 1], [None, 1], "10", [1, 1]])
+def test_bad_one_hot_gold_names_the_field(marks):
+    row = {"question": "Q?", "choices": ["a", "b"], "hot": marks}
+    with pytest.raises(ItemError) as info:
+        normalize(row, answer="hot", answer_format="one_hot")
+    assert info.value.field == "hot"
+
+
+def test_numeric_text_gold_matches_numeric_choices():
+    row = {"question": "2 * 6?", "choices": [10, 12, 14], "gold": 12}
+    assert normalize(row, answer="gold", answer_format="text").answer == "B"
