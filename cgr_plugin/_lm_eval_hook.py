@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -41,18 +42,21 @@ def patch_task_manager(manager_cls: type) -> None:
     if getattr(manager_cls.__init__, "_cgr_patched", False):
         return
     original = manager_cls.__init__
+    signature = inspect.signature(original)
 
-    def __init__(self: Any, *args: Any, include_path: Any = None, **kwargs: Any) -> None:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         from ._paths import TASKS_DIR
 
+        bound = signature.bind(self, *args, **kwargs)
         # Packaged tasks first: lm-eval lets later roots win, so a user's own cgr_x.yaml
         # overrides the packaged one of the same name.
-        paths = split_include_path(include_path)
+        paths = split_include_path(bound.arguments.get("include_path"))
         if str(TASKS_DIR) not in paths:
             paths.insert(0, str(TASKS_DIR))
-        if _skip_builtins:
-            kwargs.setdefault("include_defaults", False)
-        original(self, *args, include_path=paths, **kwargs)
+        bound.arguments["include_path"] = paths
+        if _skip_builtins and "include_defaults" not in bound.arguments:
+            bound.arguments["include_defaults"] = False
+        original(*bound.args, **bound.kwargs)
 
     __init__._cgr_patched = True  # type: ignore[attr-defined]
     manager_cls.__init__ = __init__

@@ -47,6 +47,8 @@ YES, NO = ("Yes", "yes", " Yes", " yes", "YES"), ("No", "no", " No", " no", "NO"
 def _p_yes(yes_logprob: float, no_logprob: float) -> float:
     """P(yes) from the two answers' log-probabilities, renormalized over just these two."""
     top = max(yes_logprob, no_logprob)
+    if not math.isfinite(top):
+        raise ValueError("the model gives neither Yes nor No any probability")
     yes, no = math.exp(yes_logprob - top), math.exp(no_logprob - top)
     return yes / (yes + no)
 
@@ -239,7 +241,13 @@ class LmEvalBackend:
             scores = lm.loglikelihood(instances, disable_tqdm=True)
         except Exception as err:
             return [f"{type(err).__name__}: {err}"] * len(prompts)
-        return [_p_yes(scores[2 * i][0], scores[2 * i + 1][0]) for i in range(len(prompts))]
+        out: list[float | str] = []
+        for i in range(len(prompts)):
+            try:
+                out.append(_p_yes(scores[2 * i][0], scores[2 * i + 1][0]))
+            except ValueError as err:
+                out.append(f"ValueError: {err}")
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": f"lm-eval:{self.model}", "model_args": dict(self.args),
