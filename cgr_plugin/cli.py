@@ -17,13 +17,14 @@ from ._paths import TASKS_DIR
 
 
 def _data_errors() -> tuple[type[Exception], ...]:
+    from .analysis.runs import RunError
     from .backends import BackendError
     from .dataset_loader import TaskConfigError
     from .items import ItemError
     from .model_registry import RegistryError
     from .prompts import TemplateError
 
-    return (ItemError, TaskConfigError, RegistryError, TemplateError, BackendError)
+    return (ItemError, TaskConfigError, RegistryError, TemplateError, BackendError, RunError)
 
 
 def _option_values(argv: Sequence[str], *names: str) -> list[str]:
@@ -215,6 +216,19 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .analysis.render import write_report
+    from .analysis.runs import load_runs
+    from .analysis.summary import build_summary, load_partitions
+
+    partitions = load_partitions(args.partitions) if args.partitions else []
+    summary = build_summary(load_runs(args.runs), runs=args.runs, partitions=partitions,
+                            gate=args.gate, resamples=args.resamples, seed=args.seed)
+    for kind, path in write_report(summary, Path(args.out)).items():
+        print(f"{kind:5} {path}")
+    return 0
+
+
 def _cmd_path(args: argparse.Namespace) -> int:
     print(TASKS_DIR)
     return 0
@@ -232,6 +246,7 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
               cgr fetch-model qwen2.5-coder-1.5b
               cgr bundle --source ../shared/data --check
               cgr exec program.py --item item.json --solver smollm2-135m
+              cgr report out_smol out_qwen --out report
               cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
             """))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +270,15 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--budget", type=int, default=8, help="solver calls allowed")
     p.add_argument("--timeout", type=float, default=20.0, help="program seconds")
     p.set_defaults(func=_cmd_exec)
+    p = sub.add_parser("report", help="statistics and plots over finished runs")
+    p.add_argument("runs", nargs="+", help="lm-eval --output_path folders (with --log_samples)")
+    p.add_argument("--out", default="cgr_report", help="output folder (default: %(default)s)")
+    p.add_argument("--gate", type=float, default=0.30,
+                   help="direct-accuracy threshold of the direct_gate partition")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=20240519, help="bootstrap seed")
+    p.add_argument("--partitions", help="YAML file of user-defined partitions")
+    p.set_defaults(func=_cmd_report)
     sub.add_parser("enable-lm-eval", help="let plain `lm_eval` find --model cgr and cgr_* tasks"
                    ).set_defaults(func=_cmd_enable)
     sub.add_parser("disable-lm-eval", help="remove the lm-eval startup hook"
@@ -263,6 +287,6 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         sys.exit(args.func(args))
-    except _data_errors() + (KeyError, FileNotFoundError) as err:
+    except _data_errors() + (KeyError, FileNotFoundError, ValueError) as err:
         print(f"cgr {args.command}: error: {err}", file=sys.stderr)
         sys.exit(2)

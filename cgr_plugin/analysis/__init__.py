@@ -1,0 +1,1 @@
+"""Publishable statistics over finished runs: ``cgr report`` (see README, "Report")."""

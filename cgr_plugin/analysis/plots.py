@@ -1,0 +1,121 @@
+"""Report figures as inline SVG text (matplotlib, no files, no network)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+__all__ = ["figures"]
+
+COLORS = {"direct": "#4c72b0", "assisted": "#dd8452", "generator": "#55a868"}
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _label(group: dict[str, Any]) -> str:
+    return f"{group['task'].removeprefix('cgr_')}\n{group['solver']}"
+
+
+def accuracy_bars(groups: list[dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups)), 3.6))
+    x = np.arange(len(groups))
+    for i, channel in enumerate(COLORS):
+        accs = [g["accuracy"][channel] for g in groups]
+        values = [a["value"] or 0 for a in accs]
+        low = [v - (a["low"] or 0) for v, a in zip(values, accs, strict=True)]
+        high = [(a["high"] or 0) - v for v, a in zip(values, accs, strict=True)]
+        ax.bar(x + (i - 1) * 0.27, values, 0.27, yerr=[low, high], capsize=2, label=channel,
+               color=COLORS[channel])
+    ax.set_xticks(x, [_label(g) for g in groups], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (Wilson 95%)")
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def forest(groups: list[dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(groups) + 1))
+    for y, g in enumerate(groups):
+        d = g["difference"]
+        if d["difference"] is None:
+            continue
+        ax.errorbar(d["difference"], y, xerr=[[d["difference"] - d["low"]],
+                                              [d["high"] - d["difference"]]],
+                    fmt="o", color=COLORS["assisted"], capsize=3)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(groups)), [_label(g).replace("\n", " / ") for g in groups],
+                  fontsize=7)
+    ax.set_xlabel("assisted - direct (paired bootstrap 95%)")
+    return _svg(fig)
+
+
+def rescued_harmed(groups: list[dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(groups)), 3.2))
+    x = np.arange(len(groups))
+    ax.bar(x - 0.2, [g["difference"]["rescued"] for g in groups], 0.4, label="rescued",
+           color="#55a868")
+    ax.bar(x + 0.2, [g["difference"]["harmed"] for g in groups], 0.4, label="harmed",
+           color="#c44e52")
+    ax.set_xticks(x, [_label(g) for g in groups], fontsize=7)
+    ax.set_ylabel("items")
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def solver_calls(groups: list[dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for g in groups:
+        histogram = g["solver_calls"]["assisted_histogram"]
+        ax.plot([int(k) for k in histogram], list(histogram.values()), marker="o",
+                label=_label(g).replace("\n", " / "))
+    ax.set_xlabel("solver calls per item (assisted)")
+    ax.set_ylabel("items")
+    ax.legend(fontsize=6)
+    return _svg(fig)
+
+
+def statuses(groups: list[dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [s for s in groups[0]["statuses"] if any(g["statuses"][s] for g in groups)]
+    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(groups)), 3.4))
+    bottom = np.zeros(len(groups))
+    for name in names:
+        values = np.array([g["statuses"][name] / g["n"] for g in groups])
+        ax.bar(range(len(groups)), values, bottom=bottom, label=name)
+        bottom += values
+    ax.set_xticks(range(len(groups)), [_label(g) for g in groups], fontsize=7)
+    ax.set_ylabel("share of items")
+    ax.legend(fontsize=6, ncol=2)
+    return _svg(fig)
+
+
+def figures(summary: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    groups = summary["groups"]
+    return {"Accuracy per dataset and channel": accuracy_bars(groups),
+            "Assisted minus direct": forest(groups),
+            "Rescued and harmed items": rescued_harmed(groups),
+            "Solver calls per item": solver_calls(groups),
+            "Assisted status breakdown": statuses(groups)}

@@ -1,0 +1,118 @@
+"""Write summary.json, report.md and a self-contained report.html from a summary."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from .plots import figures
+
+__all__ = ["write_report"]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _acc(a: dict[str, Any]) -> str:
+    if a["value"] is None:
+        return "-"
+    return f"{_pct(a['value'])} [{_pct(a['low'])}, {_pct(a['high'])}]"
+
+
+def _diff(d: dict[str, Any]) -> str:
+    if d.get("difference") is None:
+        return "-"
+    return f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
+def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    groups = summary["groups"]
+    tables = [(
+        "Per dataset (accuracy %, Wilson 95%; difference in points, paired bootstrap 95%)",
+        ["task", "solver", "generator", "n", "direct", "assisted", "generator acc",
+         "assisted+fallback", "assisted - direct", "rescued", "harmed", "McNemar p",
+         "calls/item"],
+        [[g["task"], g["solver"], g["generator"], str(g["n"]), _acc(g["accuracy"]["direct"]),
+          _acc(g["accuracy"]["assisted"]), _acc(g["accuracy"]["generator"]),
+          _acc(g["accuracy"]["assisted_fallback"]),
+          _diff(g["difference"]), str(g["difference"]["rescued"]),
+          str(g["difference"]["harmed"]),
+          "-" if g["difference"]["mcnemar_p"] is None else f"{g['difference']['mcnemar_p']:.3g}",
+          f"{g['solver_calls']['assisted_mean']:.2f}"] for g in groups])]
+    for label, block in (("", summary["aggregates"]),
+                         (" with flagged programs excluded", summary["sensitivity"]["aggregates"])):
+        rows = []
+        for partition, content in block.items():
+            for model, agg in content["by_model"].items():
+                macro, micro = agg["macro"], agg["micro"]
+                rows.append([partition, model, str(len(agg["tasks"])), str(agg["items"]),
+                             _pct(macro["control"]), _pct(macro["treated"]), _diff(macro),
+                             _acc(micro["direct"]), _acc(micro["assisted"]),
+                             _diff(micro["difference"])])
+        tables.append((f"Partitions{label} (macro over datasets, stratified bootstrap; micro "
+                       "over items)",
+                       ["partition", "solver + generator", "datasets", "items", "macro direct",
+                        "macro assisted", "macro diff", "micro direct", "micro assisted",
+                        "micro diff"], rows))
+    tables.append(("Audits and failures (share of programs that ran)",
+                   ["task", "solver", "generator", "hard-coded", "altered item",
+                    "extraction failure", "execution failure", "timeout", "direct unreadable"],
+                   [[g["task"], g["solver"], g["generator"],
+                     *(_pct(g["audits"][k]) for k in ("hard_coded", "altered_item",
+                                                      "extraction_failure",
+                                                      "execution_failure", "timeout",
+                                                      "direct_unreadable"))]
+                    for g in groups]))
+    status_names = [s for s in groups[0]["statuses"] if any(g["statuses"][s] for g in groups)]
+    tables.append(("Assisted statuses (items)", ["task", "solver", *status_names],
+                   [[g["task"], g["solver"], *(str(g["statuses"][s]) for s in status_names)]
+                    for g in groups]))
+    return tables
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    lines = ["# CGR report", "", f"Runs: {', '.join(summary['settings']['runs'])}", "",
+             f"Bootstrap: {summary['settings']['bootstrap_resamples']} resamples, seed "
+             f"{summary['settings']['seed']}. Direct gate: "
+             f"{summary['settings']['direct_gate']:.0%}.", ""]
+    for title, header, rows in _tables(summary):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    zero = summary["diagnostics"]["zero_baseline"]
+    lines += ["## Diagnostics", "", "Zero-baseline pairs (no correct direct answer): "
+              + (", ".join(zero) if zero else "none"), ""]
+    return "\n".join(lines)
+
+
+def _html(summary: dict[str, Any]) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>CGR report</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
+             "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}"
+             "td,th{border:1px solid #ccc;padding:3px 6px}th{background:#f3f3f3}"
+             "figure{margin:1em 0}</style></head><body><h1>CGR report</h1>",
+             f"<p>Runs: {html.escape(', '.join(summary['settings']['runs']))}</p>"]
+    for title, header, rows in _tables(summary):
+        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                  for row in rows]
+        parts.append("</table>")
+    for title, svg in figures(summary).items():
+        parts.append(f"<figure><figcaption><h2>{html.escape(title)}</h2></figcaption>"
+                     f"{svg}</figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(summary: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "summary.json", "md": out / "report.md", "html": out / "report.html"}
+    paths["json"].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    paths["md"].write_text(_markdown(summary))
+    paths["html"].write_text(_html(summary))
+    return paths

@@ -1,0 +1,97 @@
+"""Read lm-eval output folders of cgr runs back into one outcome per item."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..record import CGRRecord
+
+__all__ = ["ItemOutcome", "RunError", "load_runs"]
+
+_SAMPLES = re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-.]+\.jsonl$")
+
+
+class RunError(ValueError):
+    """A run folder without cgr samples, or with lines that are not cgr records."""
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    run: str
+    task: str
+    solver: str
+    generator: str
+    item_id: str
+    gold: str
+    direct: str | None  # the channel's letter, None when it gave none
+    assisted: str | None
+    generator_letter: str | None
+    fallback: str | None
+    direct_status: str
+    assisted_status: str
+    generator_status: str
+    direct_calls: int
+    assisted_calls: int
+    audits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def direct_ok(self) -> bool:
+        return self.direct == self.gold
+
+    @property
+    def assisted_ok(self) -> bool:
+        return self.assisted == self.gold
+
+    @property
+    def generator_ok(self) -> bool:
+        return self.generator_letter == self.gold
+
+    @property
+    def fallback_ok(self) -> bool:
+        return (self.assisted or self.fallback) == self.gold
+
+    @property
+    def flagged(self) -> bool:
+        """A program whose answer may not come from the solver (hard-coding audit)."""
+        return bool(self.audits.get("hard_coded"))
+
+
+def _outcome(run: str, task: str, record: CGRRecord) -> ItemOutcome:
+    direct, assisted, own = record.direct, record.assisted, record.generator_side
+    return ItemOutcome(
+        run=run, task=task, solver=record.solver, generator=record.generator or "-",
+        item_id=record.item_id, gold=str(record.gold), direct=direct.answer,
+        assisted=assisted.answer, generator_letter=own.answer,
+        fallback=(assisted.fallback or {}).get("answer"), direct_status=direct.status,
+        assisted_status=assisted.status, generator_status=own.status,
+        direct_calls=direct.solver_calls, assisted_calls=assisted.solver_calls,
+        audits=dict(assisted.audits))
+
+
+def load_runs(folders: list[str | Path]) -> list[ItemOutcome]:
+    """Every item of every ``samples_*.jsonl`` below the folders (one line per item kept)."""
+    outcomes: list[ItemOutcome] = []
+    for folder in map(Path, folders):
+        files = sorted(folder.rglob("samples_*.jsonl")) if folder.is_dir() else []
+        if not files:
+            raise RunError(f"{folder}: no samples_*.jsonl files (run cgr-eval with "
+                           "--output_path and --log_samples)")
+        for path in files:
+            match = _SAMPLES.match(path.name)
+            task = match.group("task") if match else path.stem
+            seen: set[Any] = set()
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                sample = json.loads(line)
+                if sample.get("doc_id") in seen:
+                    continue  # lm-eval writes one line per filter pipeline
+                seen.add(sample.get("doc_id"))
+                try:
+                    record = CGRRecord.from_json(sample["resps"][0][0])
+                except (KeyError, IndexError, TypeError, ValueError) as err:
+                    raise RunError(f"{path}: line {number} is not a cgr record ({err})") from None
+                outcomes.append(_outcome(str(folder), task, record))
+    return outcomes

@@ -1,0 +1,174 @@
+"""Every number of a cgr report, computed from item outcomes (the report only renders this).
+
+Groups are (task, solver, generator). Aggregates are per (solver, generator) over the groups of
+a partition: micro (items pooled) and macro (mean over tasks, stratified bootstrap).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import yaml
+
+from ..record import ASSISTED_STATUSES
+from .runs import ItemOutcome
+from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, accuracy, macro_difference, paired_difference
+
+__all__ = ["Partition", "build_summary", "load_partitions"]
+
+CHANNELS = {"direct": "direct_ok", "assisted": "assisted_ok",
+            "assisted_fallback": "fallback_ok", "generator": "generator_ok"}
+EXECUTION_FAILURES = ("runtime_error", "timeout", "memory_limit", "budget_exceeded", "crashed",
+                      "protocol_error", "invalid_answer")
+EXTRACTION_FAILURES = ("generator_error", "no_code", "syntax_error", "missing_entry")
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    description: str
+    keep: Callable[[dict[str, Any]], bool]  # on a group summary
+
+
+def builtin_partitions(gate: float) -> list[Partition]:
+    return [
+        Partition("all", "every dataset x solver pair", lambda g: True),
+        Partition("non_zero_baseline", "pairs with at least one correct direct answer",
+                  lambda g: g["accuracy"]["direct"]["correct"] > 0),
+        Partition("direct_gate", f"pairs whose direct accuracy is above {gate:.0%}",
+                  lambda g: (g["accuracy"]["direct"]["value"] or 0) > gate),
+    ]
+
+
+def load_partitions(path: str | Path) -> list[Partition]:
+    """User partitions: ``{name: {tasks, solvers, generators, min_direct_accuracy,
+    max_direct_accuracy, description}}`` (every key optional; lists select, bounds filter)."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = data.get("partitions", data)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping of partition name to rules")
+    allowed = {"tasks", "solvers", "generators", "min_direct_accuracy", "max_direct_accuracy",
+               "description"}
+    partitions = []
+    for name, rules in data.items():
+        rules = dict(rules or {})
+        unknown = set(rules) - allowed
+        if unknown:
+            raise ValueError(f"{path}: partition {name!r}: unknown key {sorted(unknown)[0]!r} "
+                             f"(allowed: {', '.join(sorted(allowed))})")
+
+        def keep(group: dict[str, Any], rules: dict[str, Any] = rules) -> bool:
+            value = group["accuracy"]["direct"]["value"] or 0.0
+            return ((not rules.get("tasks") or group["task"] in rules["tasks"])
+                    and (not rules.get("solvers") or group["solver"] in rules["solvers"])
+                    and (not rules.get("generators") or group["generator"] in rules["generators"])
+                    and value >= rules.get("min_direct_accuracy", 0.0)
+                    and value <= rules.get("max_direct_accuracy", 1.0))
+
+        partitions.append(Partition(str(name), str(rules.get("description", "user-defined")),
+                                    keep))
+    return partitions
+
+
+def _group_key(o: ItemOutcome) -> tuple[str, str, str]:
+    return (o.task, o.solver, o.generator)
+
+
+def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str, Any]:
+    first = items[0]
+    statuses = Counter(o.assisted_status for o in items)
+    ran = [o for o in items if o.assisted_status != "not_run"]
+    n = len(items)
+    out: dict[str, Any] = {"task": first.task, "solver": first.solver,
+                           "generator": first.generator, "n": n}
+    out["accuracy"] = {channel: accuracy([getattr(o, attribute) for o in items]).to_dict()
+                       for channel, attribute in CHANNELS.items()}
+    out["difference"] = paired_difference([o.assisted_ok for o in items],
+                                          [o.direct_ok for o in items],
+                                          resamples=resamples, seed=seed).to_dict()
+    out["assisted_ran"] = len(ran)
+    out["statuses"] = {s: statuses.get(s, 0) for s in ASSISTED_STATUSES}
+    out["solver_calls"] = {
+        "direct_mean": mean(o.direct_calls for o in items),
+        "assisted_mean": mean(o.assisted_calls for o in items),
+        "assisted_histogram": dict(sorted(Counter(o.assisted_calls for o in items).items()))}
+    out["audits"] = {
+        "hard_coded": sum(o.flagged for o in ran) / max(len(ran), 1),
+        "altered_item": sum(bool(o.audits.get("altered_item")) for o in ran) / max(len(ran), 1),
+        "extraction_failure": sum(o.assisted_status in EXTRACTION_FAILURES for o in ran)
+        / max(len(ran), 1),
+        "execution_failure": sum(o.assisted_status in EXECUTION_FAILURES for o in ran)
+        / max(len(ran), 1),
+        "timeout": sum(o.assisted_status == "timeout" for o in ran) / max(len(ran), 1),
+        "direct_unreadable": sum(o.direct_status == "invalid" for o in items) / n}
+    return out
+
+
+def _aggregate(groups: Sequence[dict[str, Any]], items: Mapping[tuple, Sequence[ItemOutcome]],
+               resamples: int, seed: int) -> dict[str, Any]:
+    """Micro and macro numbers for one (solver, generator) over the given groups."""
+    pooled = [o for g in groups for o in items[(g["task"], g["solver"], g["generator"])]]
+    micro = {ch: accuracy([getattr(o, a) for o in pooled]).to_dict() for ch, a in
+             CHANNELS.items()}
+    micro["difference"] = paired_difference([o.assisted_ok for o in pooled],
+                                            [o.direct_ok for o in pooled],
+                                            resamples=resamples, seed=seed).to_dict()
+    strata = {g["task"]: ([o.assisted_ok for o in items[(g["task"], g["solver"],
+                                                          g["generator"])]],
+                          [o.direct_ok for o in items[(g["task"], g["solver"],
+                                                       g["generator"])]])
+              for g in groups}
+    macro = macro_difference(strata, resamples=resamples, seed=seed)
+    macro["generator_channel"] = (mean(g["accuracy"]["generator"]["value"] for g in groups)
+                                  if groups else None)
+    return {"tasks": [g["task"] for g in groups], "items": len(pooled), "micro": micro,
+            "macro": macro}
+
+
+def _headline(outcomes: Sequence[ItemOutcome], partitions: Sequence[Partition],
+              resamples: int, seed: int) -> tuple[list[dict], dict[str, Any]]:
+    items: dict[tuple, list[ItemOutcome]] = defaultdict(list)
+    for o in outcomes:
+        items[_group_key(o)].append(o)
+    groups = [_group(v, resamples, seed) for _, v in sorted(items.items())]
+    pairs = sorted({(g["solver"], g["generator"]) for g in groups})
+    aggregates: dict[str, Any] = {}
+    for partition in partitions:
+        kept = [g for g in groups if partition.keep(g)]
+        aggregates[partition.name] = {
+            "description": partition.description,
+            "excluded": [f"{g['task']} / {g['solver']}" for g in groups if g not in kept],
+            "by_model": {f"{s} + {gen}": _aggregate(
+                [g for g in kept if (g["solver"], g["generator"]) == (s, gen)], items,
+                resamples, seed) for s, gen in pairs}}
+    return groups, aggregates
+
+
+def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
+                  partitions: Sequence[Partition] = (), gate: float = 0.30,
+                  resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    if not outcomes:
+        raise ValueError("no items to report on")
+    every = [*builtin_partitions(gate), *partitions]
+    groups, aggregates = _headline(outcomes, every, resamples, seed)
+    clean = [o for o in outcomes if not o.flagged]
+    _, sensitivity = _headline(clean, every, resamples, seed) if clean else ([], {})
+    for group in groups:
+        group["zero_baseline"] = group["accuracy"]["direct"]["correct"] == 0
+    return {
+        "schema": "cgr.summary/1",
+        "settings": {"runs": list(runs), "bootstrap_resamples": resamples, "seed": seed,
+                     "confidence": 0.95, "direct_gate": gate,
+                     "partitions": {p.name: p.description for p in every}},
+        "groups": groups,
+        "aggregates": aggregates,
+        "sensitivity": {"excluded_items": len(outcomes) - len(clean),
+                        "rule": "programs flagged hard_coded removed", "aggregates": sensitivity},
+        "diagnostics": {"zero_baseline": [f"{g['task']} / {g['solver']}" for g in groups
+                                          if g["accuracy"]["direct"]["correct"] == 0]},
+    }

@@ -1,0 +1,105 @@
+"""cgr report over real runs of two solvers on three tasks, checked against the samples."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from cgr_plugin.record import CGRRecord
+from cgr_plugin.sandbox import isolation_level
+
+from .conftest import needs_llama, run_cli
+
+pytestmark = [pytest.mark.slow, needs_llama,
+              pytest.mark.skipif(isolation_level() == "process", reason="needs bubblewrap")]
+
+TASKS = "cgr_arc_easy,cgr_sciq,cgr_openbookqa"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folders = []
+    for solver in ("smollm2-135m", "qwen2.5-coder-0.5b"):
+        out = tmp_path_factory.mktemp(solver)
+        run = run_cli("cgr-eval", "--model", "cgr", "--model_args",
+                      f"solver={solver},generator=smollm2-135m,generator_max_tokens=256",
+                      "--tasks", TASKS, "--limit", "4", "--output_path", str(out),
+                      "--log_samples", "--confirm_run_unsafe_code", cwd=out)
+        assert run.returncode == 0, run.stderr[-3000:]
+        folders.append(out)
+    return folders
+
+
+def _records(folder: Path) -> dict[str, list[CGRRecord]]:
+    by_task: dict[str, list[CGRRecord]] = {}
+    for path in folder.rglob("samples_*.jsonl"):
+        task = path.name.removeprefix("samples_").rsplit("_", 1)[0]
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        by_task[task] = [CGRRecord.from_json(s["resps"][0][0]) for s in lines
+                         if s["filter"] == "direct"]
+    return by_task
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+
+def test_report_numbers_match_an_independent_recount(runs, tmp_path):
+    run = run_cli("cgr", "report", *map(str, runs), "--out", str(tmp_path / "report"),
+                  "--resamples", "2000")
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    groups = {(g["task"], g["solver"]): g for g in summary["groups"]}
+    assert len(groups) == 6  # 3 tasks x 2 solvers
+    for folder in runs:
+        for task, records in _records(folder).items():
+            group = groups[(task, records[0].solver)]
+            n = len(records)
+            direct = sum(r.direct.answer == r.gold for r in records)
+            assisted = sum(r.assisted.answer == r.gold for r in records)
+            rescued = sum(r.assisted.answer == r.gold != r.direct.answer for r in records)
+            harmed = sum(r.direct.answer == r.gold != r.assisted.answer for r in records)
+            assert group["n"] == n
+            assert group["accuracy"]["direct"]["correct"] == direct
+            assert group["accuracy"]["assisted"]["correct"] == assisted
+            assert group["difference"]["difference"] == pytest.approx((assisted - direct) / n)
+            assert (group["difference"]["rescued"], group["difference"]["harmed"]) == (
+                rescued, harmed)
+            assert sum(group["statuses"].values()) == n
+    for partition in ("all", "non_zero_baseline", "direct_gate"):
+        assert partition in summary["aggregates"]
+        assert partition in summary["sensitivity"]["aggregates"]
+    every = summary["aggregates"]["all"]["by_model"]
+    assert sum(agg["items"] for agg in every.values()) == 24
+
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Per dataset" in markdown and "cgr_sciq" in markdown
+    parser = _Collect()
+    parser.feed((tmp_path / "report" / "report.html").read_text())
+    assert parser.tags.count("svg") == 5 and parser.tags.count("table") >= 4
+    assert "http" not in "".join(parser.tags)  # self-contained: no external resources
+
+
+def test_user_partitions_and_bad_input(runs, tmp_path):
+    rules = tmp_path / "partitions.yaml"
+    rules.write_text("science:\n  tasks: [cgr_arc_easy, cgr_sciq]\n  description: science\n")
+    run = run_cli("cgr", "report", str(runs[0]), "--out", str(tmp_path / "r"),
+                  "--partitions", str(rules), "--resamples", "500")
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    (science,) = summary["aggregates"]["science"]["by_model"].values()
+    assert sorted(science["tasks"]) == ["cgr_arc_easy", "cgr_sciq"]
+    rules.write_text("science:\n  taks: [cgr_arc_easy]\n")
+    run = run_cli("cgr", "report", str(runs[0]), "--out", str(tmp_path / "r2"),
+                  "--partitions", str(rules))
+    assert run.returncode == 2 and "unknown key 'taks'" in run.stderr
+    run = run_cli("cgr", "report", str(tmp_path / "empty"), "--out", str(tmp_path / "r3"))
+    assert run.returncode == 2 and "no samples_" in run.stderr
