@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import Backend, GenerationRequest
+from .backends import Backend, Generation, GenerationRequest
 from .extraction import extract_letter
 from .items import MCQAItem
 from .prompts import render
@@ -178,17 +178,28 @@ def _apply_fallback(assisted: ChannelResult, settings: AssistedSettings,
         assisted.fallback = {"source": settings.fallback, "answer": source.answer}
 
 
-def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backend,
+def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backend | None,
                  settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
                  direct_max_tokens: int, template_dirs: Sequence[str] = (),
-                 direct: Sequence[ChannelResult] | None = None, progress: bool = False
+                 direct: Sequence[ChannelResult] | None = None, progress: bool = False,
+                 programs: Mapping[str, str] | None = None
                  ) -> list[tuple[ChannelResult, ChannelResult]]:
-    """Generate every item's program in one batch, then run each program in the sandbox."""
+    """Generate every item's program in one batch (or take it from ``programs``, a replayed
+    package keyed by ``dataset/id``), then run each program in the sandbox."""
     prompts = [render("generator.j2", template_dirs, item=item, budget=settings.budget)
                for item in items]
     started = time.perf_counter()
-    generations = generator.generate(
-        [GenerationRequest(p, settings.generator_max_tokens) for p in prompts], progress=progress)
+    if programs is not None:
+        generations = [Generation(programs[f"{item.dataset}/{item.id}"])
+                       if f"{item.dataset}/{item.id}" in programs
+                       else Generation(None, "no program for this item in the replayed package")
+                       for item in items]
+    else:
+        if generator is None:
+            raise ValueError("run_assisted needs a generator or replayed programs")
+        generations = generator.generate(
+            [GenerationRequest(p, settings.generator_max_tokens) for p in prompts],
+            progress=progress)
     per_item = (time.perf_counter() - started) / max(len(items), 1)
     from tqdm.auto import tqdm
 

@@ -229,6 +229,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .analysis.export import export_package
+
+    manifest = export_package([Path(r) for r in args.runs], Path(args.out))
+    print(f"wrote {manifest['programs']} programs ({', '.join(manifest['tasks'])}) to {args.out}")
+    return 0
+
+
 def _cmd_path(args: argparse.Namespace) -> int:
     print(TASKS_DIR)
     return 0
@@ -247,6 +255,7 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
               cgr bundle --source ../shared/data --check
               cgr exec program.py --item item.json --solver smollm2-135m
               cgr report out_smol out_qwen --out report
+              cgr export out_qwen --out programs_qwen   # then --model_args programs=...
               cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
             """))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -279,6 +288,10 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=20240519, help="bootstrap seed")
     p.add_argument("--partitions", help="YAML file of user-defined partitions")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("export", help="write a run's programs as a replayable package")
+    p.add_argument("runs", nargs="+", help="lm-eval --output_path folders (with --log_samples)")
+    p.add_argument("--out", required=True, help="package folder to write")
+    p.set_defaults(func=_cmd_export)
     sub.add_parser("enable-lm-eval", help="let plain `lm_eval` find --model cgr and cgr_* tasks"
                    ).set_defaults(func=_cmd_enable)
     sub.add_parser("disable-lm-eval", help="remove the lm-eval startup hook"

@@ -12,6 +12,7 @@ model_args (``--model_args k=v,...``)::
     budget=N               solver calls per program (default 8)
     fallback=none|direct|generator   recorded beside an assisted failure, never inside it
     program_timeout=S, program_memory_mb=M, generator_max_tokens=N
+    programs=PKG           replay the programs of a `cgr export` package; no generator is loaded
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
@@ -44,7 +45,7 @@ DEFAULT_SOLVER = "smollm2-135m"
 DEFAULT_GENERATOR = "qwen2.5-coder-1.5b"
 _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "registry",
              "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
-             "program_timeout", "program_memory_mb", "generator_max_tokens"}
+             "program_timeout", "program_memory_mb", "generator_max_tokens", "programs"}
 CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
                 "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
@@ -88,6 +89,12 @@ class CGRLM(LM):
         self.solver, self.solver_spec = make_backend(
             self.solver_name, scoped["solver"], registry=self.registry, defaults=defaults)
         self.generator_args = scoped["generator"]
+        self.programs: dict[str, str] | None = None
+        if own.get("programs"):
+            from .analysis.export import load_programs
+
+            self.programs = load_programs(own["programs"])
+            self.generator_name = f"replay:{own['programs']}"
         self._defaults = defaults
         self._generator: Backend | None = None  # built when the assisted channel first runs
         self.direct_settings = self._direct_settings()
@@ -199,7 +206,9 @@ class CGRLM(LM):
             (ChannelResult(), ChannelResult()) for _ in ordered]
         if "assisted" in self.channels and ordered:
             assisted = run_assisted(
-                ordered, solver=self.solver, generator=self.generator,
+                ordered, solver=self.solver,
+                generator=None if self.programs is not None else self.generator,
+                programs=self.programs,
                 settings=self.assisted_settings, direct_prompt=self._direct_prompt,
                 direct_max_tokens=self.direct_settings.max_tokens,
                 template_dirs=self.template_dirs, direct=direct, progress=not disable_tqdm)

@@ -103,3 +103,37 @@ def test_user_partitions_and_bad_input(runs, tmp_path):
     assert run.returncode == 2 and "unknown key 'taks'" in run.stderr
     run = run_cli("cgr", "report", str(tmp_path / "empty"), "--out", str(tmp_path / "r3"))
     assert run.returncode == 2 and "no samples_" in run.stderr
+
+
+def test_export_then_replay_reproduces_every_assisted_answer(runs, tmp_path):
+    package = tmp_path / "pkg"
+    run = run_cli("cgr", "export", str(runs[0]), "--out", str(package))
+    assert run.returncode == 0, run.stderr[-2000:]
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["schema"] == "cgr.programs/1" and manifest["programs"] == 12
+    assert set(manifest["templates"]) >= {"generator.j2", "direct.j2"}
+    replay = tmp_path / "replay"
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args",
+                  f"programs={package},solver=smollm2-135m", "--tasks", TASKS, "--limit", "4",
+                  "--output_path", str(replay), "--log_samples", "--confirm_run_unsafe_code",
+                  cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    before = {r.item_id: r for records in _records(runs[0]).values() for r in records}
+    after = {r.item_id: r for records in _records(replay).values() for r in records}
+    assert set(after) == set(before)
+    for key, record in after.items():
+        assert record.generator.startswith("replay:")
+        old = before[key].assisted
+        assert (record.assisted.status, record.assisted.answer) == (old.status, old.answer), key
+        assert record.generator_side.answer == before[key].generator_side.answer
+
+
+def test_a_damaged_package_is_refused(runs, tmp_path):
+    package = tmp_path / "pkg"
+    assert run_cli("cgr", "export", str(runs[0]), "--out", str(package)).returncode == 0
+    with open(package / "programs.jsonl", "a") as fh:
+        fh.write("{}\n")
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args", f"programs={package}",
+                  "--tasks", "cgr_sciq", "--limit", "1", "--confirm_run_unsafe_code",
+                  cwd=tmp_path)
+    assert run.returncode != 0 and "differ from the manifest" in run.stderr

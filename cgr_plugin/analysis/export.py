@@ -1,0 +1,126 @@
+"""The program resource: export a run's programs as a versioned package, and read it back.
+
+Package layout (``cgr export RUN_DIR --out PKG``)::
+
+    PKG/manifest.json   schema, cgr-plugin version, runs, generators, solvers, template and
+                        dataset hashes, item counts, the lm-eval model configuration of each run
+    PKG/programs.jsonl  one line per item: task, item (gold included), generator, the generator's
+                        raw output (what replay runs), the extracted program, the three channels
+                        with statuses, solver-call trace and audits
+    PKG/README.md       this format, for whoever receives the package
+
+Replay: ``--model_args programs=PKG`` runs each item's stored generator output against a new
+solver; no generator model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .._paths import TEMPLATES_DIR
+from ..record import CGRRecord
+
+__all__ = ["PACKAGE_SCHEMA", "export_package", "load_programs", "program_key"]
+
+PACKAGE_SCHEMA = "cgr.programs/1"
+README = """# CGR program package
+
+Written by `cgr export` (cgr-plugin {version}), schema `{schema}`.
+
+- `manifest.json`: where the programs come from (runs, models, template and dataset hashes).
+- `programs.jsonl`: one JSON object per item with keys `task`, `key`, `item` (the normalized
+  MCQA item, gold letter included), `generator`, `generator_output` (the generator's raw text,
+  which replay runs again), `program` (the code that ran), `solver`, `channels` (`direct`,
+  `assisted`, `generator`: status, letter, solver calls, and for `assisted` the solver-call
+  trace and audit flags).
+
+Replay against another solver:
+
+    cgr-eval --model cgr --model_args programs=THIS_FOLDER,solver=NAME --tasks TASKS \\
+             --confirm_run_unsafe_code
+"""
+
+
+def program_key(item: dict[str, Any]) -> str:
+    return f"{item.get('dataset', '')}/{item.get('id', '')}"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
+    from .. import __version__
+
+    rows, tasks, configs = [], Counter(), []
+    for folder in folders:
+        for results in sorted(folder.rglob("results_*.json")):
+            config = json.loads(results.read_text()).get("config", {})
+            configs.append({"file": str(results), "model": config.get("model"),
+                            "model_args": config.get("model_args"),
+                            **{k: v for k, v in config.items() if k.startswith("cgr_")}})
+        for path in sorted(folder.rglob("samples_*.jsonl")):
+            seen = set()
+            for line in path.read_text(encoding="utf-8").splitlines():
+                sample = json.loads(line)
+                if sample.get("doc_id") in seen:
+                    continue
+                seen.add(sample.get("doc_id"))
+                record = CGRRecord.from_json(sample["resps"][0][0])
+                own, assisted = record.generator_side, record.assisted
+                if own.raw is None:
+                    continue  # the assisted channel did not run for this item
+                task = path.name.removeprefix("samples_").rsplit("_", 1)[0]
+                tasks[task] += 1
+                rows.append({
+                    "task": task, "key": program_key(record.item), "item": record.item,
+                    "generator": record.generator, "generator_output": own.raw,
+                    "program": assisted.program, "solver": record.solver,
+                    "channels": {name: {k: v for k, v in record.channel(name).__dict__.items()
+                                        if k not in ("prompt", "raw", "program", "output")}
+                                 for name in ("direct", "assisted", "generator")}})
+    if not rows:
+        raise ValueError("no generated programs in " + ", ".join(map(str, folders))
+                         + " (runs need the assisted channel and --log_samples)")
+    out.mkdir(parents=True, exist_ok=True)
+    body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    (out / "programs.jsonl").write_text(body, encoding="utf-8")
+    manifest = {
+        "schema": PACKAGE_SCHEMA, "cgr_plugin": __version__,
+        "runs": [str(f) for f in folders], "programs": len(rows), "tasks": dict(tasks),
+        "generators": sorted({str(r["generator"]) for r in rows}),
+        "solvers": sorted({r["solver"] for r in rows}),
+        "templates": {p.name: _sha256(p) for p in sorted(TEMPLATES_DIR.glob("*.j2"))},
+        "datasets": {task: hashlib.sha256("".join(
+            json.dumps(r["item"], sort_keys=True) for r in rows if r["task"] == task)
+            .encode()).hexdigest() for task in sorted(tasks)},
+        "programs_sha256": hashlib.sha256(body.encode()).hexdigest(),
+        "model_config": configs}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (out / "README.md").write_text(README.format(version=__version__, schema=PACKAGE_SCHEMA))
+    return manifest
+
+
+def load_programs(package: str | Path) -> dict[str, str]:
+    """``{item key: generator output}`` from a package folder, checked against its manifest."""
+    folder = Path(package).expanduser()
+    manifest_path, programs_path = folder / "manifest.json", folder / "programs.jsonl"
+    if not manifest_path.is_file() or not programs_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a cgr program package (no manifest.json and "
+                                "programs.jsonl; write one with `cgr export`)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("schema") != PACKAGE_SCHEMA:
+        raise ValueError(f"{folder}: package schema {manifest.get('schema')!r}, this cgr-plugin "
+                         f"reads {PACKAGE_SCHEMA!r}")
+    body = programs_path.read_text(encoding="utf-8")
+    if hashlib.sha256(body.encode()).hexdigest() != manifest.get("programs_sha256"):
+        raise ValueError(f"{programs_path}: contents differ from the manifest's sha256")
+    programs: dict[str, str] = {}
+    for line in body.splitlines():
+        row = json.loads(line)
+        programs[row["key"]] = row["generator_output"]
+    return programs
