@@ -23,6 +23,7 @@ from typing import Any
 
 from .._paths import TEMPLATES_DIR
 from ..record import CGRRecord
+from .runs import RunError
 
 __all__ = ["PACKAGE_SCHEMA", "export_package", "load_programs", "program_key"]
 
@@ -84,7 +85,7 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
                                         if k not in ("prompt", "raw", "program", "output")}
                                  for name in ("direct", "assisted", "generator")}})
     if not rows:
-        raise ValueError("no generated programs in " + ", ".join(map(str, folders))
+        raise RunError("no generated programs in " + ", ".join(map(str, folders))
                          + " (runs need the assisted channel and --log_samples)")
     out.mkdir(parents=True, exist_ok=True)
     body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
@@ -110,15 +111,15 @@ def load_programs(package: str | Path) -> dict[str, str]:
     folder = Path(package).expanduser()
     manifest_path, programs_path = folder / "manifest.json", folder / "programs.jsonl"
     if not manifest_path.is_file() or not programs_path.is_file():
-        raise FileNotFoundError(f"{folder}: not a cgr program package (no manifest.json and "
+        raise RunError(f"{folder}: not a cgr program package (no manifest.json and "
                                 "programs.jsonl; write one with `cgr export`)")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("schema") != PACKAGE_SCHEMA:
-        raise ValueError(f"{folder}: package schema {manifest.get('schema')!r}, this cgr-plugin "
+        raise RunError(f"{folder}: package schema {manifest.get('schema')!r}, this cgr-plugin "
                          f"reads {PACKAGE_SCHEMA!r}")
     body = programs_path.read_text(encoding="utf-8")
     if hashlib.sha256(body.encode()).hexdigest() != manifest.get("programs_sha256"):
-        raise ValueError(f"{programs_path}: contents differ from the manifest's sha256")
+        raise RunError(f"{programs_path}: contents differ from the manifest's sha256")
     programs: dict[str, str] = {}
     for line in body.splitlines():
         row = json.loads(line)
