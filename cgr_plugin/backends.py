@@ -31,6 +31,8 @@ class GenerationRequest:
     prompt: str  # the user turn; backends apply the model's chat template
     max_tokens: int
     stop: tuple[str, ...] = ()
+    temperature: float = 0.0  # 0: greedy; above 0: sampled (the budget-matched control)
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class LlamaCppBackend:
             try:
                 reply = llm.create_chat_completion(
                     messages=[{"role": "user", "content": req.prompt}],
-                    max_tokens=req.max_tokens, temperature=0.0, seed=self.seed,
+                    max_tokens=req.max_tokens, temperature=req.temperature,
+                    seed=self.seed if req.seed is None else req.seed,
                     stop=list(req.stop) or None)
                 usage = reply.get("usage") or {}
                 out.append(Generation(reply["choices"][0]["message"]["content"] or "",
@@ -218,7 +221,8 @@ class LmEvalBackend:
             Instance(request_type="generate_until", doc={}, idx=i,
                      arguments=(self._render(lm, r.prompt),
                                 {"until": list(r.stop), "max_gen_toks": r.max_tokens,
-                                 "do_sample": False, "temperature": 0.0}))
+                                 "do_sample": r.temperature > 0,
+                                 "temperature": r.temperature}))
             for i, r in enumerate(requests)]
         try:
             texts = lm.generate_until(instances, disable_tqdm=not progress)

@@ -13,6 +13,8 @@ model_args (``--model_args k=v,...``)::
     fallback=none|direct|generator   recorded beside an assisted failure, never inside it
     program_timeout=S, program_memory_mb=M, generator_max_tokens=N
     programs=PKG           replay the programs of a `cgr export` package; no generator is loaded
+    budget_matched=True    add the control channel: direct prompt sampled as often as the
+                           program called the solver, majority vote
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
@@ -30,6 +32,7 @@ from lm_eval.api.model import LM
 
 from .assisted import AssistedSettings, run_assisted
 from .backends import Backend, GenerationRequest, make_backend
+from .control import run_budget_matched
 from .extraction import extract_letter
 from .items import ItemError, MCQAItem
 from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
@@ -45,7 +48,8 @@ DEFAULT_SOLVER = "smollm2-135m"
 DEFAULT_GENERATOR = "qwen2.5-coder-1.5b"
 _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "registry",
              "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
-             "program_timeout", "program_memory_mb", "generator_max_tokens", "programs"}
+             "program_timeout", "program_memory_mb", "generator_max_tokens", "programs",
+             "budget_matched"}
 CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
                 "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
@@ -103,6 +107,7 @@ class CGRLM(LM):
             raise ValueError(f"cgr: channels must be one of {', '.join(CHANNEL_SETS)}, "
                              f"got {channels!r}")
         self.channels = CHANNEL_SETS[channels]
+        self.budget_matched = bool(own.get("budget_matched", False))
         timeout = float(own.get("program_timeout", 20))
         self.assisted_settings = AssistedSettings(
             budget=int(own.get("budget", 8)), fallback=str(own.get("fallback", "none")),
@@ -212,13 +217,20 @@ class CGRLM(LM):
                 settings=self.assisted_settings, direct_prompt=self._direct_prompt,
                 direct_max_tokens=self.direct_settings.max_tokens,
                 template_dirs=self.template_dirs, direct=direct, progress=not disable_tqdm)
+        control = [ChannelResult() for _ in ordered]
+        if self.budget_matched and "assisted" in self.channels and ordered:
+            control = run_budget_matched(
+                ordered, [program.solver_calls for program, _ in assisted], solver=self.solver,
+                prompt=self._direct_prompt, max_tokens=self.direct_settings.max_tokens,
+                seed=self.assisted_settings.seed, progress=not disable_tqdm)
         records: dict[str, str] = {}
-        for key, item, result, (program, own) in zip(items, ordered, direct, assisted,
-                                                     strict=True):
+        for key, item, result, (program, own), matched in zip(items, ordered, direct, assisted,
+                                                              control, strict=True):
             records[key] = CGRRecord(
                 item=item.to_json(), solver=self.solver.name,
                 generator=self.generator_name if "assisted" in self.channels else None,
-                direct=result, assisted=program, generator_side=own).to_json()
+                direct=result, assisted=program, generator_side=own,
+                budget_matched=matched).to_json()
         for key, message in failures.items():
             records[key] = CGRRecord(
                 item={"id": key}, solver=self.solver.name,
@@ -236,7 +248,8 @@ class CGRLM(LM):
     def get_model_info(self) -> dict[str, Any]:
         settings = self.assisted_settings
         return {"cgr_solver": self.solver.describe(), "cgr_generator": self.generator_name,
-                "cgr_channels": list(self.channels),
+                "cgr_channels": list(self.channels) + (["budget_matched"]
+                                                       if self.budget_matched else []),
                 "cgr_direct": {"style": self.direct_settings.style,
                                "max_tokens": self.direct_settings.max_tokens},
                 "cgr_assisted": {"budget": settings.budget, "fallback": settings.fallback,

@@ -14,7 +14,7 @@ __all__ = ["ASSISTED_STATUSES", "CHANNELS", "GENERATOR_STATUSES", "SCHEMA", "STA
            "ChannelResult", "CGRRecord"]
 
 SCHEMA = "cgr.record/1"
-CHANNELS = ("direct", "assisted", "generator")
+CHANNELS = ("direct", "assisted", "generator", "budget_matched")
 # Every channel: ok (a letter), invalid (an answer in which no letter could be read; never
 # guessed), error (the model failed), not_run (not part of this run).
 COMMON_STATUSES = ("ok", "invalid", "error", "not_run")
@@ -65,6 +65,8 @@ class CGRRecord:
     direct: ChannelResult = field(default_factory=ChannelResult)
     assisted: ChannelResult = field(default_factory=ChannelResult)
     generator_side: ChannelResult = field(default_factory=ChannelResult)
+    # control: the direct prompt sampled as often as the program called the solver, majority vote
+    budget_matched: ChannelResult = field(default_factory=ChannelResult)
     schema: str = SCHEMA
 
     @property
@@ -95,6 +97,6 @@ class CGRRecord:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} record")
         channels = data.pop("channels")
-        return cls(**data, direct=ChannelResult(**channels["direct"]),
-                   assisted=ChannelResult(**channels["assisted"]),
-                   generator_side=ChannelResult(**channels["generator"]))
+        results = {("generator_side" if name == "generator" else name):
+                   ChannelResult(**channels[name]) for name in CHANNELS if name in channels}
+        return cls(**data, **results)

@@ -61,10 +61,12 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
         outcome = None
     if not isinstance(outcome, dict):  # a plain letter from a non-cgr filter pipeline
         outcome = {"letter": results[0], "status": "ok", "solver_calls": 0, "channel": ""}
+    if outcome.get("status") == "not_run":
+        return {}  # a channel this run did not compute gets no column, rather than zeros
     letter = outcome.get("letter")
     metrics = {"acc": float(letter == doc["answer"]),
                "invalid": float(letter not in doc["letters"])}
-    if outcome.get("channel") in ("direct", "assisted"):
+    if outcome.get("channel") in ("direct", "assisted", "budget_matched"):
         metrics["solver_calls"] = float(outcome.get("solver_calls") or 0)
     if outcome.get("channel") == "assisted":
         status = outcome.get("status")

@@ -25,7 +25,8 @@ def runs(tmp_path_factory):
     for solver in ("smollm2-135m", "qwen2.5-coder-0.5b"):
         out = tmp_path_factory.mktemp(solver)
         run = run_cli("cgr-eval", "--model", "cgr", "--model_args",
-                      f"solver={solver},generator=smollm2-135m,generator_max_tokens=256",
+                      f"solver={solver},generator=smollm2-135m,generator_max_tokens=256,"
+                      "budget_matched=True",
                       "--tasks", TASKS, "--limit", "4", "--output_path", str(out),
                       "--log_samples", "--confirm_run_unsafe_code", cwd=out)
         assert run.returncode == 0, run.stderr[-3000:]
@@ -82,6 +83,10 @@ def test_report_numbers_match_an_independent_recount(runs, tmp_path):
 
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "## Per dataset" in markdown and "cgr_sciq" in markdown
+    assert "## Budget-matched control" in markdown
+    for group in groups.values():
+        assert group["accuracy"]["budget_matched"]["n"] == group["n"]
+        assert "difference_vs_budget_matched" in group
     parser = _Collect()
     parser.feed((tmp_path / "report" / "report.html").read_text())
     assert parser.tags.count("svg") == 5 and parser.tags.count("table") >= 4

@@ -15,7 +15,7 @@ def record(direct):
 def test_record_round_trip_has_all_three_channels():
     rec = record(ChannelResult(status="ok", answer="B", raw="B", solver_calls=1))
     data = json.loads(rec.to_json())
-    assert set(data["channels"]) == {"direct", "assisted", "generator"}
+    assert set(data["channels"]) == {"direct", "assisted", "generator", "budget_matched"}
     assert data["channels"]["assisted"]["status"] == "not_run"
     assert CGRRecord.from_json(rec.to_json()) == rec
 
@@ -65,6 +65,8 @@ def test_process_results_scores_letters_and_counts_statuses():
     assert (scored["acc"], scored["invalid"], scored["solver_calls"]) == (0.0, 1.0, 3.0)
     assert scored["status_timeout"] == 1.0 and scored["status_ok"] == 0.0
     assert scored["audit_hard_coded"] == 1.0 and scored["audit_altered_item"] == 0.0
+    assert process_results(doc, [json.dumps({"channel": "budget_matched", "letter": None,
+                                             "status": "not_run"})]) == {}
     generator = {"channel": "generator", "letter": "C", "status": "ok"}
     assert process_results(doc, [json.dumps(generator)]) == {"acc": 0.0, "invalid": 0.0}
     assert process_results(doc, ["B"])["acc"] == 1.0  # a plain letter from another filter

@@ -42,6 +42,17 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
           str(g["difference"]["harmed"]),
           "-" if g["difference"]["mcnemar_p"] is None else f"{g['difference']['mcnemar_p']:.3g}",
           f"{g['solver_calls']['assisted_mean']:.2f}"] for g in groups])]
+    controlled = [g for g in groups if "budget_matched" in g["accuracy"]]
+    if controlled:
+        tables.append((
+            "Budget-matched control (direct prompt sampled as often as the program called the "
+            "solver, majority vote)",
+            ["task", "solver", "n", "calls/item", "direct", "budget-matched", "assisted",
+             "assisted - budget-matched"],
+            [[g["task"], g["solver"], str(g["n"]), f"{g['solver_calls']['assisted_mean']:.2f}",
+              _acc(g["accuracy"]["direct"]), _acc(g["accuracy"]["budget_matched"]),
+              _acc(g["accuracy"]["assisted"]), _diff(g["difference_vs_budget_matched"])]
+             for g in controlled]))
     for label, block in (("", summary["aggregates"]),
                          (" with flagged programs excluded", summary["sensitivity"]["aggregates"])):
         rows = []

@@ -31,9 +31,11 @@ class ItemOutcome:
     assisted: str | None
     generator_letter: str | None
     fallback: str | None
+    control: str | None  # the budget-matched control's letter
     direct_status: str
     assisted_status: str
     generator_status: str
+    control_status: str
     direct_calls: int
     assisted_calls: int
     audits: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +53,10 @@ class ItemOutcome:
         return self.generator_letter == self.gold
 
     @property
+    def control_ok(self) -> bool:
+        return self.control == self.gold
+
+    @property
     def fallback_ok(self) -> bool:
         return (self.assisted or self.fallback) == self.gold
 
@@ -66,8 +72,9 @@ def _outcome(run: str, task: str, record: CGRRecord) -> ItemOutcome:
         run=run, task=task, solver=record.solver, generator=record.generator or "-",
         item_id=record.item_id, gold=str(record.gold), direct=direct.answer,
         assisted=assisted.answer, generator_letter=own.answer,
-        fallback=(assisted.fallback or {}).get("answer"), direct_status=direct.status,
-        assisted_status=assisted.status, generator_status=own.status,
+        fallback=(assisted.fallback or {}).get("answer"), control=record.budget_matched.answer,
+        direct_status=direct.status, assisted_status=assisted.status,
+        generator_status=own.status, control_status=record.budget_matched.status,
         direct_calls=direct.solver_calls, assisted_calls=assisted.solver_calls,
         audits=dict(assisted.audits))
 

@@ -91,6 +91,12 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
     out["difference"] = paired_difference([o.assisted_ok for o in items],
                                           [o.direct_ok for o in items],
                                           resamples=resamples, seed=seed).to_dict()
+    controlled = [o for o in items if o.control_status != "not_run"]
+    if controlled:
+        out["accuracy"]["budget_matched"] = accuracy([o.control_ok for o in controlled]).to_dict()
+        out["difference_vs_budget_matched"] = paired_difference(
+            [o.assisted_ok for o in controlled], [o.control_ok for o in controlled],
+            resamples=resamples, seed=seed).to_dict()
     out["assisted_ran"] = len(ran)
     out["statuses"] = {s: statuses.get(s, 0) for s in ASSISTED_STATUSES}
     out["solver_calls"] = {

@@ -1,0 +1,71 @@
+"""The budget-matched control: the direct solver, given as many calls as the program used.
+
+For each item the direct prompt is sampled k times (k = the program's solver calls, at least 1;
+temperature 0.7, seeded per item and draw), letters are read with the direct channel's
+extraction, and the majority letter wins; ties go to a seeded shuffle, never to position. This
+separates what the scaffold adds from what k solver calls alone buy.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from .backends import Backend, GenerationRequest
+from .extraction import extract_letter
+from .items import MCQAItem
+from .record import ChannelResult
+
+__all__ = ["run_budget_matched"]
+
+TEMPERATURE = 0.7
+
+
+def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solver: Backend,
+                       prompt: Callable[[MCQAItem], str], max_tokens: int, seed: int = 0,
+                       progress: bool = False) -> list[ChannelResult]:
+    requests, owners = [], []
+    for index, (item, k) in enumerate(zip(items, calls, strict=True)):
+        text = prompt(item)
+        for draw in range(max(1, k)):
+            requests.append(GenerationRequest(
+                text, max_tokens, temperature=TEMPERATURE,
+                seed=zlib.crc32(f"{seed}:{item.id}:{draw}".encode())))
+            owners.append(index)
+    started = time.perf_counter()
+    generations = solver.generate(requests, progress=progress)
+    per_call = (time.perf_counter() - started) / max(len(requests), 1)
+    votes: list[list[str]] = [[] for _ in items]
+    raws: list[list[str]] = [[] for _ in items]
+    errors: list[list[str]] = [[] for _ in items]
+    tokens = [[0, 0] for _ in items]
+    for owner, gen in zip(owners, generations, strict=True):
+        item = items[owner]
+        if gen.error is not None:
+            errors[owner].append(gen.error)
+            continue
+        raws[owner].append(gen.text)
+        tokens[owner][0] += gen.tokens_in or 0
+        tokens[owner][1] += gen.tokens_out or 0
+        letter = extract_letter(gen.text, item.letters, item.choices).letter
+        if letter:
+            votes[owner].append(letter)
+    results = []
+    for index, item in enumerate(items):
+        k = owners.count(index)
+        counts = Counter(votes[index])
+        answer = None
+        if counts:
+            best = max(counts.values())
+            tied = sorted(letter for letter, n in counts.items() if n == best)
+            answer = random.Random(f"{seed}:{item.id}:vote").choice(tied)
+        status = "ok" if answer else ("error" if errors[index] and not raws[index] else "invalid")
+        results.append(ChannelResult(
+            status=status, answer=answer, raw="\n---\n".join(raws[index]) or None,
+            prompt=prompt(item), extraction_rule=f"majority of {dict(counts)}",
+            solver_calls=k, error="; ".join(errors[index]) or None, seconds=per_call * k,
+            model_seconds=per_call * k, tokens_in=tokens[index][0], tokens_out=tokens[index][1]))
+    return results
