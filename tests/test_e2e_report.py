@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -142,3 +144,19 @@ def test_a_damaged_package_is_refused(runs, tmp_path):
                   "--tasks", "cgr_sciq", "--limit", "1", "--confirm_run_unsafe_code",
                   cwd=tmp_path)
     assert run.returncode != 0 and "differ from the manifest" in run.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_report_renders_in_headless_chromium(runs, tmp_path):
+    assert run_cli("cgr", "report", str(runs[0]), "--out", str(tmp_path / "r"),
+                   "--resamples", "500").returncode == 0
+    shot = tmp_path / "shot.png"
+    render = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+         f"--screenshot={shot}", (tmp_path / "r" / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert render.returncode == 0, render.stderr[-2000:]
+    assert shot.stat().st_size > 20_000  # tables and figures drew something
+    assert "Uncaught" not in render.stderr
