@@ -73,21 +73,26 @@ def solve(item, solver):
     assert accepted == []
 
 
-def test_no_writes_outside_private_tmp(tmp_path):
-    target = tmp_path / "escape.txt"
-    program = f"""
+def write_probe(paths):
+    """A program that tries to write each path and reports what happened."""
+    return f"""
 def solve(item, solver):
     outcomes = []
-    for path in [{str(target)!r}, "/usr/escape.txt", "/root/escape.txt", "/escape.txt",
-                 "/tmp/inside.txt"]:
+    for path in {paths!r}:
         try:
-            open(path, "w").write("x")
+            with open(path, "w") as fh:
+                fh.write("x")
             outcomes.append("wrote " + path)
         except OSError as err:
             outcomes.append(type(err).__name__)
     return outcomes
 """
-    result = run(program)
+
+
+def test_no_writes_outside_private_tmp(tmp_path):
+    target = tmp_path / "escape.txt"
+    result = run(write_probe([str(target), "/usr/escape.txt", "/root/escape.txt",
+                              "/escape.txt", "/tmp/inside.txt"]))
     assert result.status == "ok"
     assert result.answer[-1] == "wrote /tmp/inside.txt"
     assert not any(str(o).startswith("wrote") for o in result.answer[:-1])
@@ -280,20 +285,8 @@ def solve(item, solver):
 
 
 def test_root_only_kernel_files_are_out_of_reach():
-    program = """
-def solve(item, solver):
-    outcomes = []
-    for path in ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches",
-                 "/proc/sysrq-trigger", "/dev/shm/x", "/dev/null2"]:
-        try:
-            with open(path, "w") as fh:
-                fh.write("1")
-            outcomes.append("wrote " + path)
-        except OSError as err:
-            outcomes.append(type(err).__name__)
-    return outcomes
-"""
-    result = run(program)
+    result = run(write_probe(["/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches",
+                              "/proc/sysrq-trigger", "/dev/shm/x", "/dev/null2"]))
     assert result.status == "ok"
     assert not any(o.startswith("wrote") for o in result.answer), result.answer
 
