@@ -98,6 +98,20 @@ def _deep_validate(argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
+def _share_lm_eval_logging() -> None:
+    """Our INFO lines (journal resumes, sandbox warnings) in lm-eval's format and stream."""
+    import logging
+
+    from lm_eval.utils import setup_logging
+
+    setup_logging()
+    ours = logging.getLogger("cgr_plugin")
+    ours.setLevel(logging.INFO)
+    for handler in logging.getLogger("lm_eval").handlers:
+        ours.addHandler(handler)
+    ours.propagate = False
+
+
 def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
     """``cgr-eval``: lm-eval with cgr registered (same flags, same subcommands)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -117,6 +131,8 @@ def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_deep_validate(argv))
     sys.argv = ["cgr-eval", *argv]
     from lm_eval.__main__ import cli_evaluate
+
+    _share_lm_eval_logging()
 
     try:
         cli_evaluate()
@@ -202,8 +218,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     registry = load_registry()
     solver, spec = make_backend(args.solver, {}, registry=registry)
     style = spec.direct if spec else None
-    settings = AssistedSettings(budget=args.budget, limits=SandboxLimits(
-        wall_seconds=args.timeout, cpu_seconds=max(1, int(args.timeout))))
+    settings = AssistedSettings(budget=args.budget,
+                                limits=SandboxLimits.for_timeout(args.timeout))
     text = Path(args.program).read_text(encoding="utf-8")
     assisted, generator = run_item_program(
         text, item, solver=solver, settings=settings,

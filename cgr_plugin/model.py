@@ -15,6 +15,8 @@ model_args (``--model_args k=v,...``)::
     programs=PKG           replay the programs of a `cgr export` package; no generator is loaded
     budget_matched=True    add the control channel: direct prompt sampled as often as the
                            program called the solver, majority vote
+    journal=PATH           SQLite journal of finished records: rerun the command to resume
+    chunk_size=N           items per batch (default 16): the most an interruption loses
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
@@ -22,6 +24,8 @@ model_args (``--model_args k=v,...``)::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -35,6 +39,7 @@ from .backends import Backend, GenerationRequest, make_backend
 from .control import run_budget_matched
 from .extraction import extract_letter
 from .items import ItemError, MCQAItem
+from .journal import Journal, identity_hash
 from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
 from .prompts import render
 from .record import CGRRecord, ChannelResult
@@ -49,7 +54,7 @@ DEFAULT_GENERATOR = "qwen2.5-coder-1.5b"
 _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "registry",
              "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
              "program_timeout", "program_memory_mb", "generator_max_tokens", "programs",
-             "budget_matched"}
+             "budget_matched", "journal", "chunk_size"}
 CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
                 "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
@@ -108,13 +113,17 @@ class CGRLM(LM):
                              f"got {channels!r}")
         self.channels = CHANNEL_SETS[channels]
         self.budget_matched = bool(own.get("budget_matched", False))
+        self.chunk_size = max(1, int(own.get("chunk_size", 16)))
         timeout = float(own.get("program_timeout", 20))
         self.assisted_settings = AssistedSettings(
             budget=int(own.get("budget", 8)), fallback=str(own.get("fallback", "none")),
             generator_max_tokens=int(own.get("generator_max_tokens", 768)),
             seed=int(own.get("seed", 0)),
-            limits=SandboxLimits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)),
-                                 memory_bytes=int(own.get("program_memory_mb", 1024)) << 20))
+            limits=SandboxLimits.for_timeout(timeout, int(own.get("program_memory_mb", 1024))))
+        self.journal: Journal | None = None
+        if own.get("journal"):
+            self.journal = Journal(own["journal"],
+                                   identity_hash(self.get_model_info(), self.template_dirs))
 
     # -- distributed (accelerate launch / torchrun): one data-parallel rank per process --------
     def _setup_distributed(self, defaults: dict[str, Any]) -> None:
@@ -190,14 +199,46 @@ class CGRLM(LM):
                 tokens_out=gen.tokens_out or 0))
         return results
 
+    def _run_items(self, items: list[MCQAItem]) -> list[str]:
+        """Every channel for a batch of items; one record (JSON) per item."""
+        direct = self._run_direct(items, self.solver, False)
+        assisted: list[tuple[ChannelResult, ChannelResult]] = [
+            (ChannelResult(), ChannelResult()) for _ in items]
+        if "assisted" in self.channels:
+            assisted = run_assisted(
+                items, solver=self.solver,
+                generator=None if self.programs is not None else self.generator,
+                programs=self.programs,
+                settings=self.assisted_settings, direct_prompt=self._direct_prompt,
+                direct_max_tokens=self.direct_settings.max_tokens,
+                template_dirs=self.template_dirs, direct=direct)
+        control = [ChannelResult() for _ in items]
+        if self.budget_matched and "assisted" in self.channels:
+            control = run_budget_matched(
+                items, [program.solver_calls for program, _ in assisted], solver=self.solver,
+                prompt=self._direct_prompt, max_tokens=self.direct_settings.max_tokens,
+                seed=self.assisted_settings.seed)
+        return [CGRRecord(item=item.to_json(), solver=self.solver.name,
+                          generator=self.generator_name if "assisted" in self.channels else None,
+                          direct=result, assisted=program, generator_side=own,
+                          budget_matched=matched).to_json()
+                for item, result, (program, own), matched in zip(items, direct, assisted,
+                                                                 control, strict=True)]
+
     # -- lm-eval interface ---------------------------------------------------------------------
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        """Items run in chunks; each finished record goes to the journal and lm-eval's cache
+        hook at once, so an interrupted run loses at most the chunk in flight."""
+        from tqdm.auto import tqdm
+
         items: dict[str, MCQAItem] = {}
         keys: list[str] = []
         failures: dict[str, str] = {}
+        requests_of: dict[str, list[Any]] = {}
         for req in requests:
             key = f"{req.task_name}/{req.doc_id}"
             keys.append(key)
+            requests_of.setdefault(key, []).append(req)
             if key in items or key in failures:
                 continue  # repeats and data-parallel padding reuse one record
             try:
@@ -205,32 +246,30 @@ class CGRLM(LM):
             except (KeyError, TypeError, ValueError, ItemError) as err:
                 failures[key] = (f"not a cgr item ({type(err).__name__}: {err}); use a cgr_* "
                                  "task or a task YAML that loads its data with cgr-plugin")
-        ordered = list(items.values())
-        direct = self._run_direct(ordered, self.solver, not disable_tqdm)
-        assisted: list[tuple[ChannelResult, ChannelResult]] = [
-            (ChannelResult(), ChannelResult()) for _ in ordered]
-        if "assisted" in self.channels and ordered:
-            assisted = run_assisted(
-                ordered, solver=self.solver,
-                generator=None if self.programs is not None else self.generator,
-                programs=self.programs,
-                settings=self.assisted_settings, direct_prompt=self._direct_prompt,
-                direct_max_tokens=self.direct_settings.max_tokens,
-                template_dirs=self.template_dirs, direct=direct, progress=not disable_tqdm)
-        control = [ChannelResult() for _ in ordered]
-        if self.budget_matched and "assisted" in self.channels and ordered:
-            control = run_budget_matched(
-                ordered, [program.solver_calls for program, _ in assisted], solver=self.solver,
-                prompt=self._direct_prompt, max_tokens=self.direct_settings.max_tokens,
-                seed=self.assisted_settings.seed, progress=not disable_tqdm)
         records: dict[str, str] = {}
-        for key, item, result, (program, own), matched in zip(items, ordered, direct, assisted,
-                                                              control, strict=True):
-            records[key] = CGRRecord(
-                item=item.to_json(), solver=self.solver.name,
-                generator=self.generator_name if "assisted" in self.channels else None,
-                direct=result, assisted=program, generator_side=own,
-                budget_matched=matched).to_json()
+        journal_key = {}
+        if self.journal is not None:
+            for key, item in items.items():
+                journal_key[key] = self.journal.key(key.rsplit("/", 1)[0], item.to_json())
+                saved = self.journal.get(journal_key[key])
+                if saved is not None:
+                    records[key] = saved
+            if records:
+                log.info("cgr: %d of %d items taken from the journal %s", len(records),
+                         len(items), self.journal.path)
+        todo = [key for key in items if key not in records]
+        progress = tqdm(total=len(todo), desc="cgr items", disable=disable_tqdm)
+        for start in range(0, len(todo), self.chunk_size):
+            chunk = todo[start:start + self.chunk_size]
+            for key, record in zip(chunk, self._run_items([items[k] for k in chunk]),
+                                   strict=True):
+                records[key] = record
+                if self.journal is not None:
+                    self.journal.put(journal_key[key], record)
+                for req in requests_of[key]:
+                    self.cache_hook.add_partial("generate_until", req.args, record)
+            progress.update(len(chunk))
+        progress.close()
         for key, message in failures.items():
             records[key] = CGRRecord(
                 item={"id": key}, solver=self.solver.name,
@@ -252,6 +291,8 @@ class CGRLM(LM):
                                                        if self.budget_matched else []),
                 "cgr_direct": {"style": self.direct_settings.style,
                                "max_tokens": self.direct_settings.max_tokens},
+                "cgr_programs": None if self.programs is None else hashlib.sha256(
+                    json.dumps(self.programs, sort_keys=True).encode()).hexdigest(),
                 "cgr_assisted": {"budget": settings.budget, "fallback": settings.fallback,
                                  "program_timeout": settings.limits.wall_seconds,
                                  "generator_max_tokens": settings.generator_max_tokens}}

@@ -1,0 +1,60 @@
+"""A run journal: every finished item's record, saved as soon as it is finished.
+
+``--model_args journal=PATH`` (an SQLite file). A key covers everything that decides a record:
+the cgr-plugin version, the models and settings (``CGRLM.get_model_info()``), the prompt
+templates, the task and the item. Rerunning the same command after an interruption (Ctrl-C,
+kill -9) takes finished items from the journal and computes only the rest; changing a model or a
+setting changes the keys, so stale records are never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._paths import TEMPLATES_DIR
+
+__all__ = ["Journal", "identity_hash"]
+
+
+def identity_hash(info: Mapping[str, Any], template_dirs: Iterable[str] = ()) -> str:
+    from . import __version__
+
+    templates = {}
+    for folder in [*template_dirs, str(TEMPLATES_DIR)]:
+        for path in sorted(Path(folder).glob("*.j2")):
+            templates.setdefault(path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+    blob = json.dumps({"cgr": __version__, "info": info, "templates": templates},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Journal:
+    def __init__(self, path: str | Path, identity: str) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.identity = identity
+        # autocommit: a record is on disk before the next item starts
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, "
+                         "record TEXT NOT NULL)")
+
+    def key(self, task: str, item: Mapping[str, Any]) -> str:
+        blob = json.dumps([self.identity, task, item], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT record FROM records WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, record: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO records (key, record) VALUES (?, ?)",
+                         (key, record))
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
