@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import TEMPLATES_DIR
-from ..record import CGRRecord
-from .runs import RunError
+from .runs import RunError, iter_records
 
 __all__ = ["PACKAGE_SCHEMA", "export_package", "load_programs", "program_key"]
 
@@ -64,26 +63,18 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
             configs.append({"file": str(results), "model": config.get("model"),
                             "model_args": config.get("model_args"),
                             **{k: v for k, v in config.items() if k.startswith("cgr_")}})
-        for path in sorted(folder.rglob("samples_*.jsonl")):
-            seen = set()
-            for line in path.read_text(encoding="utf-8").splitlines():
-                sample = json.loads(line)
-                if sample.get("doc_id") in seen:
-                    continue
-                seen.add(sample.get("doc_id"))
-                record = CGRRecord.from_json(sample["resps"][0][0])
-                own, assisted = record.generator_side, record.assisted
-                if own.raw is None:
-                    continue  # the assisted channel did not run for this item
-                task = path.name.removeprefix("samples_").rsplit("_", 1)[0]
-                tasks[task] += 1
-                rows.append({
-                    "task": task, "key": program_key(record.item), "item": record.item,
-                    "generator": record.generator, "generator_output": own.raw,
-                    "program": assisted.program, "solver": record.solver,
-                    "channels": {name: {k: v for k, v in record.channel(name).__dict__.items()
-                                        if k not in ("prompt", "raw", "program", "output")}
-                                 for name in ("direct", "assisted", "generator")}})
+    for _, task, record in iter_records(folders):
+        own, assisted = record.generator_side, record.assisted
+        if own.raw is None:
+            continue  # the assisted channel did not run for this item
+        tasks[task] += 1
+        rows.append({
+            "task": task, "key": program_key(record.item), "item": record.item,
+            "generator": record.generator, "generator_output": own.raw,
+            "program": assisted.program, "solver": record.solver,
+            "channels": {name: {k: v for k, v in record.channel(name).__dict__.items()
+                                if k not in ("prompt", "raw", "program", "output")}
+                         for name in ("direct", "assisted", "generator")}})
     if not rows:
         raise RunError("no generated programs in " + ", ".join(map(str, folders))
                          + " (runs need the assisted channel and --log_samples)")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..record import CGRRecord
 
-__all__ = ["ItemOutcome", "RunError", "load_runs"]
+__all__ = ["ItemOutcome", "RunError", "iter_records", "load_runs"]
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-.]+\.jsonl$")
 
@@ -79,9 +80,11 @@ def _outcome(run: str, task: str, record: CGRRecord) -> ItemOutcome:
         audits=dict(assisted.audits))
 
 
-def load_runs(folders: list[str | Path]) -> list[ItemOutcome]:
-    """Every item of every ``samples_*.jsonl`` below the folders (one line per item kept)."""
-    outcomes: list[ItemOutcome] = []
+def iter_records(folders: Iterable[str | Path]) -> Iterator[tuple[Path, str, CGRRecord]]:
+    """(folder, task, record) for every item of every ``samples_*.jsonl`` below the folders.
+
+    lm-eval writes one line per item and filter pipeline; each item is yielded once.
+    """
     for folder in map(Path, folders):
         files = sorted(folder.rglob("samples_*.jsonl")) if folder.is_dir() else []
         if not files:
@@ -94,11 +97,16 @@ def load_runs(folders: list[str | Path]) -> list[ItemOutcome]:
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 sample = json.loads(line)
                 if sample.get("doc_id") in seen:
-                    continue  # lm-eval writes one line per filter pipeline
+                    continue
                 seen.add(sample.get("doc_id"))
                 try:
                     record = CGRRecord.from_json(sample["resps"][0][0])
                 except (KeyError, IndexError, TypeError, ValueError) as err:
                     raise RunError(f"{path}: line {number} is not a cgr record ({err})") from None
-                outcomes.append(_outcome(str(folder), task, record))
-    return outcomes
+                yield folder, task, record
+
+
+def load_runs(folders: list[str | Path]) -> list[ItemOutcome]:
+    """One outcome per item of every run folder."""
+    return [_outcome(str(folder), task, record)
+            for folder, task, record in iter_records(folders)]
