@@ -170,7 +170,7 @@ class LlamaCppBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": "llama.cpp", "model": self.spec.name, "family": self.spec.family,
                 "parameters": self.spec.parameters, "license": self.spec.license,
-                "sha256": self.spec.source.get("sha256"), "decoding": "greedy",
+                "sha256": self.spec.source.get("sha256"),
                 "n_ctx": self.n_ctx or self.spec.context_length}
 
 
@@ -255,7 +255,7 @@ class LmEvalBackend:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": f"lm-eval:{self.model}", "model_args": dict(self.args),
-                "decoding": "greedy"}
+                "chat_template": self.chat_template}
 
 
 def make_backend(name: str, args: Mapping[str, Any], *,

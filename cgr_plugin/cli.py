@@ -237,6 +237,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .analysis.runs import load_runs
     from .analysis.summary import build_summary, load_partitions
 
+    if args.resamples < 1:
+        raise ValueError("--resamples must be at least 1")
     partitions = load_partitions(args.partitions) if args.partitions else []
     summary = build_summary(load_runs(args.runs), runs=args.runs, partitions=partitions,
                             gate=args.gate, resamples=args.resamples, seed=args.seed)

@@ -1,7 +1,8 @@
 """The budget-matched control: the direct solver, given as many calls as the program used.
 
 For each item the direct prompt is sampled k times (k = the program's solver calls, at least 1;
-temperature 0.7, seeded per item and draw), letters are read with the direct channel's
+temperature 0.7, seeded per item and draw for llama.cpp; lm-eval backends seed as they do; k = 1
+is the greedy direct question), letters are read with the direct channel's
 extraction, and the majority letter wins; ties go to a seeded shuffle, never to position. This
 separates what the scaffold adds from what k solver calls alone buy.
 """
@@ -31,8 +32,8 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
     for index, (item, k) in enumerate(zip(items, calls, strict=True)):
         text = prompt(item)
         for draw in range(max(1, k)):
-            requests.append(GenerationRequest(
-                text, max_tokens, temperature=TEMPERATURE,
+            requests.append(GenerationRequest(  # one call is the direct question: greedy
+                text, max_tokens, temperature=TEMPERATURE if k > 1 else 0.0,
                 seed=zlib.crc32(f"{seed}:{item.id}:{draw}".encode())))
             owners.append(index)
     started = time.perf_counter()

@@ -16,16 +16,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._paths import TEMPLATES_DIR
-
 __all__ = ["Journal", "identity_hash"]
 
 
 def identity_hash(info: Mapping[str, Any], template_dirs: Iterable[str] = ()) -> str:
     from . import __version__
+    from .prompts import environment
 
     templates = {}
-    for folder in [*template_dirs, str(TEMPLATES_DIR)]:
+    for folder in environment(list(template_dirs)).loader.searchpath:  # as prompts search
         for path in sorted(Path(folder).glob("*.j2")):
             templates.setdefault(path.name, hashlib.sha256(path.read_bytes()).hexdigest())
     blob = json.dumps({"cgr": __version__, "info": info, "templates": templates},

@@ -76,6 +76,13 @@ def _split_args(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, di
     return own, scoped
 
 
+def _backend_failed(record: str) -> bool:
+    """A model failed (timeout, HTTP error, OOM): worth retrying on resume, not journaling."""
+    parsed = CGRRecord.from_json(record)
+    return (parsed.direct.status == "error" or parsed.assisted.status == "generator_error"
+            or parsed.budget_matched.status == "error")
+
+
 class CGRLM(LM):
     """Solver + generator pair evaluated channel by channel on normalized MCQA items."""
 
@@ -84,6 +91,7 @@ class CGRLM(LM):
         own, scoped = _split_args(kwargs)
         self.solver_name = str(own.get("solver") or DEFAULT_SOLVER)
         self.generator_name = str(own.get("generator") or DEFAULT_GENERATOR)
+        self._generator_model = self.generator_name
         self.template_dirs = [own["template_dir"]] if own.get("template_dir") else []
         registry_files = [own["registry"]] if own.get("registry") else []
         self.registry: dict[str, ModelSpec] = load_registry(registry_files)
@@ -98,6 +106,9 @@ class CGRLM(LM):
         self.solver, self.solver_spec = make_backend(
             self.solver_name, scoped["solver"], registry=self.registry, defaults=defaults)
         self.generator_args = scoped["generator"]
+        target = self.generator_args.get("pretrained") or self.generator_args.get("model")
+        if target:  # "hf" alone would merge different generator models in reports
+            self.generator_name = f"{self.generator_name}:{target}"
         self.programs: dict[str, str] | None = None
         if own.get("programs"):
             from .analysis.export import load_programs
@@ -113,6 +124,9 @@ class CGRLM(LM):
                              f"got {channels!r}")
         self.channels = CHANNEL_SETS[channels]
         self.budget_matched = bool(own.get("budget_matched", False))
+        if self.budget_matched and "assisted" not in self.channels:
+            raise ValueError("cgr: budget_matched=True needs the assisted channel (it matches "
+                             "each program's solver calls); drop channels=direct")
         self.chunk_size = max(1, int(own.get("chunk_size", 16)))
         timeout = float(own.get("program_timeout", 20))
         self.assisted_settings = AssistedSettings(
@@ -161,10 +175,11 @@ class CGRLM(LM):
     @property
     def generator(self) -> Backend:
         if self._generator is None:
-            if self.generator_name == self.solver_name and self.generator_args == {}:
+            name = str(self._generator_model)
+            if name == self.solver_name and self.generator_args == {}:
                 self._generator = self.solver  # one model in both roles is loaded once
             else:
-                self._generator, _ = make_backend(self.generator_name, self.generator_args,
+                self._generator, _ = make_backend(name, self.generator_args,
                                                   registry=self.registry, defaults=self._defaults)
         return self._generator
 
@@ -199,9 +214,9 @@ class CGRLM(LM):
                 tokens_out=gen.tokens_out or 0))
         return results
 
-    def _run_items(self, items: list[MCQAItem]) -> list[str]:
+    def _run_items(self, items: list[MCQAItem], progress: bool = False) -> list[str]:
         """Every channel for a batch of items; one record (JSON) per item."""
-        direct = self._run_direct(items, self.solver, False)
+        direct = self._run_direct(items, self.solver, progress)
         assisted: list[tuple[ChannelResult, ChannelResult]] = [
             (ChannelResult(), ChannelResult()) for _ in items]
         if "assisted" in self.channels:
@@ -211,13 +226,13 @@ class CGRLM(LM):
                 programs=self.programs,
                 settings=self.assisted_settings, direct_prompt=self._direct_prompt,
                 direct_max_tokens=self.direct_settings.max_tokens,
-                template_dirs=self.template_dirs, direct=direct)
+                template_dirs=self.template_dirs, direct=direct, progress=progress)
         control = [ChannelResult() for _ in items]
         if self.budget_matched and "assisted" in self.channels:
             control = run_budget_matched(
                 items, [program.solver_calls for program, _ in assisted], solver=self.solver,
                 prompt=self._direct_prompt, max_tokens=self.direct_settings.max_tokens,
-                seed=self.assisted_settings.seed)
+                seed=self.assisted_settings.seed, progress=progress)
         return [CGRRecord(item=item.to_json(), solver=self.solver.name,
                           generator=self.generator_name if "assisted" in self.channels else None,
                           direct=result, assisted=program, generator_side=own,
@@ -261,11 +276,11 @@ class CGRLM(LM):
         progress = tqdm(total=len(todo), desc="cgr items", disable=disable_tqdm)
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
-            for key, record in zip(chunk, self._run_items([items[k] for k in chunk]),
-                                   strict=True):
+            records_of_chunk = self._run_items([items[k] for k in chunk], not disable_tqdm)
+            for key, record in zip(chunk, records_of_chunk, strict=True):
                 records[key] = record
-                if self.journal is not None:
-                    self.journal.put(journal_key[key], record)
+                if self.journal is not None and not _backend_failed(record):
+                    self.journal.put(journal_key[key], record)  # failures are retried
                 for req in requests_of[key]:
                     self.cache_hook.add_partial("generate_until", req.args, record)
             progress.update(len(chunk))
@@ -287,6 +302,9 @@ class CGRLM(LM):
     def get_model_info(self) -> dict[str, Any]:
         settings = self.assisted_settings
         return {"cgr_solver": self.solver.describe(), "cgr_generator": self.generator_name,
+                "cgr_generator_args": dict(self.generator_args),
+                "cgr_seed": settings.seed,
+                "cgr_program_memory_mb": settings.limits.memory_bytes >> 20,
                 "cgr_channels": list(self.channels) + (["budget_matched"]
                                                        if self.budget_matched else []),
                 "cgr_direct": {"style": self.direct_settings.style,

@@ -75,6 +75,10 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
             "channels": {name: {k: v for k, v in record.channel(name).__dict__.items()
                                 if k not in ("prompt", "raw", "program", "output")}
                          for name in ("direct", "assisted", "generator")}})
+    generators = {str(r["generator"]) for r in rows}
+    if len(generators) > 1:
+        raise RunError("runs of several generators (" + ", ".join(sorted(generators)) + "): "
+                       "export one generator per package, so replay knows which program to run")
     if not rows:
         raise RunError("no generated programs in " + ", ".join(map(str, folders))
                          + " (runs need the assisted channel and --log_samples)")
@@ -114,5 +118,8 @@ def load_programs(package: str | Path) -> dict[str, str]:
     programs: dict[str, str] = {}
     for line in body.splitlines():
         row = json.loads(line)
+        if programs.get(row["key"], row["generator_output"]) != row["generator_output"]:
+            raise RunError(f"{programs_path}: item {row['key']} has two different programs "
+                           "(export one generator per package)")
         programs[row["key"]] = row["generator_output"]
     return programs

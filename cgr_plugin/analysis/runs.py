@@ -83,27 +83,28 @@ def _outcome(run: str, task: str, record: CGRRecord) -> ItemOutcome:
 def iter_records(folders: Iterable[str | Path]) -> Iterator[tuple[Path, str, CGRRecord]]:
     """(folder, task, record) for every item of every ``samples_*.jsonl`` below the folders.
 
-    lm-eval writes one line per item and filter pipeline; each item is yielded once.
+    lm-eval writes one line per item and filter pipeline, and a rerun into the same folder
+    adds a newer file: each (task, solver, generator, item) is yielded once, newest first found.
     """
+    latest: dict[tuple, tuple[Path, str, CGRRecord]] = {}
     for folder in map(Path, folders):
         files = sorted(folder.rglob("samples_*.jsonl")) if folder.is_dir() else []
         if not files:
             raise RunError(f"{folder}: no samples_*.jsonl files (run cgr-eval with "
                            "--output_path and --log_samples)")
-        for path in files:
+        # names end in a sortable timestamp: a rerun into the same folder replaces older items
+        for path in sorted(files, key=lambda p: p.name):
             match = _SAMPLES.match(path.name)
             task = match.group("task") if match else path.stem
-            seen: set[Any] = set()
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 sample = json.loads(line)
-                if sample.get("doc_id") in seen:
-                    continue
-                seen.add(sample.get("doc_id"))
                 try:
                     record = CGRRecord.from_json(sample["resps"][0][0])
                 except (KeyError, IndexError, TypeError, ValueError) as err:
                     raise RunError(f"{path}: line {number} is not a cgr record ({err})") from None
-                yield folder, task, record
+                latest[(task, record.solver, record.generator, record.item_id)] = (
+                    folder, task, record)
+    yield from latest.values()
 
 
 def load_runs(folders: list[str | Path]) -> list[ItemOutcome]:

@@ -57,6 +57,9 @@ def load_partitions(path: str | Path) -> list[Partition]:
     partitions = []
     for name, rules in data.items():
         rules = dict(rules or {})
+        for key in ("tasks", "solvers", "generators"):
+            if key in rules and not isinstance(rules[key], list):
+                raise ValueError(f"{path}: partition {name!r}: {key} must be a list")
         unknown = set(rules) - allowed
         if unknown:
             raise ValueError(f"{path}: partition {name!r}: unknown key {sorted(unknown)[0]!r} "
@@ -86,10 +89,13 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
     n = len(items)
     out: dict[str, Any] = {"task": first.task, "solver": first.solver,
                            "generator": first.generator, "n": n}
-    out["accuracy"] = {channel: accuracy([getattr(o, attribute) for o in items]).to_dict()
-                       for channel, attribute in CHANNELS.items()}
-    out["difference"] = paired_difference([o.assisted_ok for o in items],
-                                          [o.direct_ok for o in items],
+    # Channels beside direct count only the items where the program channel ran: a
+    # direct-only run must not read as "assisted 0%".
+    out["accuracy"] = {"direct": accuracy([o.direct_ok for o in items]).to_dict()}
+    out["accuracy"] |= {channel: accuracy([getattr(o, attribute) for o in ran]).to_dict()
+                        for channel, attribute in CHANNELS.items() if channel != "direct"}
+    out["difference"] = paired_difference([o.assisted_ok for o in ran],
+                                          [o.direct_ok for o in ran],
                                           resamples=resamples, seed=seed).to_dict()
     controlled = [o for o in items if o.control_status != "not_run"]
     if controlled:
@@ -119,25 +125,36 @@ def _aggregate(groups: Sequence[dict[str, Any]], items: Mapping[tuple, Sequence[
                resamples: int, seed: int) -> dict[str, Any]:
     """Micro and macro numbers for one (solver, generator) over the given groups."""
     pooled = [o for g in groups for o in items[(g["task"], g["solver"], g["generator"])]]
-    micro = {ch: accuracy([getattr(o, a) for o in pooled]).to_dict() for ch, a in
-             CHANNELS.items()}
-    micro["difference"] = paired_difference([o.assisted_ok for o in pooled],
-                                            [o.direct_ok for o in pooled],
+    ran = [o for o in pooled if o.assisted_status != "not_run"]
+    micro = {"direct": accuracy([o.direct_ok for o in pooled]).to_dict()}
+    micro |= {ch: accuracy([getattr(o, a) for o in ran]).to_dict() for ch, a in
+              CHANNELS.items() if ch != "direct"}
+    micro["difference"] = paired_difference([o.assisted_ok for o in ran],
+                                            [o.direct_ok for o in ran],
                                             resamples=resamples, seed=seed).to_dict()
-    strata = {g["task"]: ([o.assisted_ok for o in items[(g["task"], g["solver"],
-                                                          g["generator"])]],
-                          [o.direct_ok for o in items[(g["task"], g["solver"],
-                                                       g["generator"])]])
-              for g in groups}
+    strata = {}
+    for g in groups:
+        group_ran = [o for o in items[(g["task"], g["solver"], g["generator"])]
+                     if o.assisted_status != "not_run"]
+        strata[g["task"]] = ([o.assisted_ok for o in group_ran],
+                             [o.direct_ok for o in group_ran])
     macro = macro_difference(strata, resamples=resamples, seed=seed)
-    macro["generator_channel"] = (mean(g["accuracy"]["generator"]["value"] for g in groups)
-                                  if groups else None)
+    generator_values = [g["accuracy"]["generator"]["value"] for g in groups
+                        if g["accuracy"]["generator"]["value"] is not None]
+    macro["generator_channel"] = mean(generator_values) if generator_values else None
     return {"tasks": [g["task"] for g in groups], "items": len(pooled), "micro": micro,
             "macro": macro}
 
 
+def _key(group: dict[str, Any]) -> tuple[str, str, str]:
+    return (group["task"], group["solver"], group["generator"])
+
+
 def _headline(outcomes: Sequence[ItemOutcome], partitions: Sequence[Partition],
-              resamples: int, seed: int) -> tuple[list[dict], dict[str, Any]]:
+              resamples: int, seed: int, members: Mapping[str, set] | None = None
+              ) -> tuple[list[dict], dict[str, Any]]:
+    """Groups and aggregates; ``members`` fixes each partition's groups (sensitivity reuses
+    the full data's membership so only the removed items differ)."""
     items: dict[tuple, list[ItemOutcome]] = defaultdict(list)
     for o in outcomes:
         items[_group_key(o)].append(o)
@@ -145,7 +162,8 @@ def _headline(outcomes: Sequence[ItemOutcome], partitions: Sequence[Partition],
     pairs = sorted({(g["solver"], g["generator"]) for g in groups})
     aggregates: dict[str, Any] = {}
     for partition in partitions:
-        kept = [g for g in groups if partition.keep(g)]
+        kept = [g for g in groups if (_key(g) in members[partition.name] if members
+                                      else partition.keep(g))]
         aggregates[partition.name] = {
             "description": partition.description,
             "excluded": [f"{g['task']} / {g['solver']}" for g in groups if g not in kept],
@@ -162,8 +180,9 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
         raise ValueError("no items to report on")
     every = [*builtin_partitions(gate), *partitions]
     groups, aggregates = _headline(outcomes, every, resamples, seed)
+    members = {p.name: {_key(g) for g in groups if p.keep(g)} for p in every}
     clean = [o for o in outcomes if not o.flagged]
-    _, sensitivity = _headline(clean, every, resamples, seed) if clean else ([], {})
+    _, sensitivity = _headline(clean, every, resamples, seed, members) if clean else ([], {})
     for group in groups:
         group["zero_baseline"] = group["accuracy"]["direct"]["correct"] == 0
     return {
@@ -174,7 +193,8 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
         "groups": groups,
         "aggregates": aggregates,
         "sensitivity": {"excluded_items": len(outcomes) - len(clean),
-                        "rule": "programs flagged hard_coded removed", "aggregates": sensitivity},
+                        "rule": "programs flagged hard_coded removed; each partition keeps the "
+                                "datasets it has on the full data", "aggregates": sensitivity},
         "diagnostics": {"zero_baseline": [f"{g['task']} / {g['solver']}" for g in groups
                                           if g["accuracy"]["direct"]["correct"] == 0]},
     }
