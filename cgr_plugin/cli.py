@@ -206,7 +206,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     from .assisted import AssistedSettings, run_item_program
     from .backends import make_backend
     from .items import MCQAItem
-    from .model_registry import load_registry
+    from .model_registry import DirectSettings, load_registry
     from .prompts import render
     from .record import CGRRecord
     from .sandbox import SandboxLimits
@@ -217,15 +217,14 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     item = MCQAItem.from_json(data)
     registry = load_registry()
     solver, spec = make_backend(args.solver, {}, registry=registry)
-    style = spec.direct if spec else None
+    direct = spec.direct if spec else DirectSettings()  # the same defaults as the cgr model
     settings = AssistedSettings(budget=args.budget,
                                 limits=SandboxLimits.for_timeout(args.timeout))
     text = Path(args.program).read_text(encoding="utf-8")
     assisted, generator = run_item_program(
         text, item, solver=solver, settings=settings,
-        direct_prompt=lambda it: render("direct.j2", item=it,
-                                        style=style.style if style else "letter"),
-        direct_max_tokens=style.max_tokens if style else 8)
+        direct_prompt=lambda it: render("direct.j2", item=it, style=direct.style),
+        direct_max_tokens=direct.max_tokens)
     record = CGRRecord(item=item.to_json(), solver=solver.name, generator=str(args.program),
                        assisted=assisted, generator_side=generator)
     print(record.to_json())

@@ -193,12 +193,11 @@ class CGRLM(LM):
         return render("direct.j2", self.template_dirs, item=item,
                       style=self.direct_settings.style)
 
-    def _run_direct(self, items: list[MCQAItem], solver: Backend, progress: bool
-                    ) -> list[ChannelResult]:
+    def _run_direct(self, items: list[MCQAItem], progress: bool) -> list[ChannelResult]:
         prompts = [self._direct_prompt(item) for item in items]
         requests = [GenerationRequest(p, self.direct_settings.max_tokens) for p in prompts]
         started = time.perf_counter()
-        generations = solver.generate(requests, progress=progress)
+        generations = self.solver.generate(requests, progress=progress)
         per_item = (time.perf_counter() - started) / max(len(items), 1)
         results = []
         for item, prompt, gen in zip(items, prompts, generations, strict=True):
@@ -216,7 +215,7 @@ class CGRLM(LM):
 
     def _run_items(self, items: list[MCQAItem], progress: bool = False) -> list[str]:
         """Every channel for a batch of items; one record (JSON) per item."""
-        direct = self._run_direct(items, self.solver, progress)
+        direct = self._run_direct(items, progress)
         assisted: list[tuple[ChannelResult, ChannelResult]] = [
             (ChannelResult(), ChannelResult()) for _ in items]
         if "assisted" in self.channels:
