@@ -1,8 +1,10 @@
 """The assisted and generator channels: generator prompt -> program -> audits -> sandbox run.
 
-Solver calls from a running program come back here (``SolverCalls``), are checked against the
-item's budget, answered by the solver backend, and logged with prompt, response, tokens and
-latency. The fallback policy never touches the assisted answer itself: it is recorded beside it.
+Programs of a chunk are written in one generator batch, then run concurrently in a bounded
+pool (``concurrency``). Solver calls from a running program come back here (``SolverCalls``),
+are checked against the item's budget, answered through the ``SolverBroker`` (which batches the
+pending calls of all running programs), and logged with prompt, response, tokens and latency.
+The fallback policy never touches the assisted answer itself: it is recorded beside it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from .backends import Backend, Generation, GenerationRequest
+from .broker import SolverBroker
 from .extraction import extract_letter
 from .items import MCQAItem
+from .progress import StageBars
 from .prompts import render
 from .record import ChannelResult
 from .sandbox import SandboxLimits, SandboxResult, run_program
@@ -36,18 +42,24 @@ class AssistedSettings:
     generator_max_tokens: int = 768
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     seed: int = 0
+    concurrency: int = 4  # programs running at once
+    solver_batch: int = 16  # most solver calls the broker sends in one batch
+    batch_wait_ms: float = 5.0  # longest a call waits for others to join its batch
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
             raise ValueError(f"cgr: fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.budget < 0:
             raise ValueError("cgr: budget must be zero or more solver calls")
+        if self.concurrency < 1 or self.solver_batch < 1 or self.batch_wait_ms < 0:
+            raise ValueError("cgr: concurrency and solver_batch must be 1 or more, "
+                             "batch_wait_ms 0 or more")
 
 
 class SolverCalls:
     """Answers one program's solver calls within its budget, keeping the trace."""
 
-    def __init__(self, item: MCQAItem, solver: Backend, budget: int,
+    def __init__(self, item: MCQAItem, solver: SolverBroker, budget: int,
                  direct_prompt: Callable[[MCQAItem], str], direct_max_tokens: int) -> None:
         self.item, self.solver, self.budget = item, solver, budget
         self.direct_prompt, self.direct_max_tokens = direct_prompt, direct_max_tokens
@@ -71,7 +83,7 @@ class SolverCalls:
                 limit = message.get("max_tokens") or (
                     128 if kind == "ask" else self.direct_max_tokens)
                 limit = max(1, min(int(limit), 1024))
-                gen = self.solver.generate([GenerationRequest(str(prompt), limit)])[0]
+                gen = self.solver.generate(GenerationRequest(str(prompt), limit))
                 entry.update(prompt=str(prompt)[:_TRACE_TEXT], tokens_in=gen.tokens_in,
                              tokens_out=gen.tokens_out)
                 if gen.error is not None:
@@ -87,7 +99,7 @@ class SolverCalls:
                     reply = {"value": value}
             elif kind == "judge":
                 prompt = str(message.get("prompt"))
-                score = self.solver.judge([prompt])[0]
+                score = self.solver.judge(prompt)
                 entry["prompt"] = prompt[:_TRACE_TEXT]
                 if isinstance(score, str):
                     entry["error"] = score
@@ -117,10 +129,19 @@ def _seed(settings: AssistedSettings, item: MCQAItem) -> int:
     return zlib.crc32(f"{settings.seed}:{item.id}".encode())
 
 
-def run_item_program(program_text: str | None, item: MCQAItem, *, solver: Backend,
-                     settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
+def run_item_program(program_text: str | None, item: MCQAItem, *,
+                     solver: Backend | SolverBroker, settings: AssistedSettings,
+                     direct_prompt: Callable[[MCQAItem], str],
                      direct_max_tokens: int) -> tuple[ChannelResult, ChannelResult]:
-    """(assisted, generator) results for one item from the generator's raw output."""
+    """(assisted, generator) results for one item from the generator's raw output.
+
+    ``solver`` is the broker shared by concurrently running programs, or a backend of its own.
+    """
+    if not isinstance(solver, SolverBroker):
+        with SolverBroker(solver, max_batch=1, wait_seconds=0) as broker, broker.program():
+            return run_item_program(program_text, item, solver=broker, settings=settings,
+                                    direct_prompt=direct_prompt,
+                                    direct_max_tokens=direct_max_tokens)
     started = time.perf_counter()
     program = extract_program(program_text)
     letter, constant_status, difficulty = read_constants(program.tree, item.letters)
@@ -181,52 +202,67 @@ def _apply_fallback(assisted: ChannelResult, settings: AssistedSettings,
 def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backend | None,
                  settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
                  direct_max_tokens: int, template_dirs: Sequence[str] = (),
-                 direct: Sequence[ChannelResult] | None = None, progress: bool = False,
+                 direct: Sequence[ChannelResult] | None = None, bars: StageBars | None = None,
                  programs: Mapping[str, str] | None = None
                  ) -> list[tuple[ChannelResult, ChannelResult]]:
     """Generate every item's program in one batch (or take it from ``programs``, a replayed
-    package keyed by ``dataset/id``), then run each program in the sandbox."""
+    package keyed by ``dataset/id``), then run the programs in a pool of ``concurrency``."""
     prompts = [render("generator.j2", template_dirs, item=item, budget=settings.budget)
                for item in items]
     started = time.perf_counter()
-    if programs is not None:
-        generations = [Generation(programs[f"{item.dataset}/{item.id}"])
-                       if f"{item.dataset}/{item.id}" in programs
-                       else Generation(None, "no program for this item in the replayed package")
-                       for item in items]
-    else:
-        if generator is None:
-            raise ValueError("run_assisted needs a generator or replayed programs")
-        generations = generator.generate(
-            [GenerationRequest(p, settings.generator_max_tokens) for p in prompts],
-            progress=progress)
+    with bars.stage("generation") if bars else nullcontext(False) as tick:
+        if programs is not None:
+            generations = [Generation(programs[f"{item.dataset}/{item.id}"])
+                           if f"{item.dataset}/{item.id}" in programs
+                           else Generation(None, "no program for this item in the replayed "
+                                           "package") for item in items]
+            if tick:
+                tick(len(items))
+        else:
+            if generator is None:
+                raise ValueError("run_assisted needs a generator or replayed programs")
+            generations = generator.generate(
+                [GenerationRequest(p, settings.generator_max_tokens) for p in prompts],
+                progress=tick)
     per_item = (time.perf_counter() - started) / max(len(items), 1)
-    from tqdm.auto import tqdm
 
-    results = []
-    for i, (item, prompt, gen) in enumerate(tqdm(list(zip(items, prompts, generations,
-                                                          strict=True)),
-                                                 desc="programs", disable=not progress)):
+    def run_one(item: MCQAItem, gen: Generation, broker: SolverBroker
+                ) -> tuple[ChannelResult, ChannelResult]:
         if gen.error is not None:
-            assisted = ChannelResult(status="generator_error", error=gen.error)
-            generator_result = ChannelResult(status="error", error=gen.error)
+            outcome = (ChannelResult(status="generator_error", error=gen.error),
+                       ChannelResult(status="error", error=gen.error))
         else:
             try:
-                assisted, generator_result = run_item_program(
-                    gen.text, item, solver=solver, settings=settings,
-                    direct_prompt=direct_prompt, direct_max_tokens=direct_max_tokens)
+                with broker.program():
+                    outcome = run_item_program(gen.text, item, solver=broker, settings=settings,
+                                               direct_prompt=direct_prompt,
+                                               direct_max_tokens=direct_max_tokens)
             except Exception as err:  # a harness failure costs this item, never the run
                 log.exception("item %s: running its program failed", item.id)
-                assisted = ChannelResult(status="crashed", program=gen.text,
-                                         error=f"{type(err).__name__}: {err}")
-                generator_result = ChannelResult(status="error", raw=gen.text,
-                                                 error=assisted.error)
-        generator_result.prompt = prompt
+                message = f"{type(err).__name__}: {err}"
+                outcome = (ChannelResult(status="crashed", program=gen.text, error=message),
+                           ChannelResult(status="error", raw=gen.text, error=message))
+        if bars:
+            bars.advance("execution", 1, outcome[0].solver_calls)
+        return outcome
+
+    def finish(i: int, outcome: tuple[ChannelResult, ChannelResult]
+               ) -> tuple[ChannelResult, ChannelResult]:
+        assisted, generator_result = outcome
+        generator_result.prompt = prompts[i]
         generator_result.seconds = generator_result.model_seconds = per_item
-        generator_result.tokens_in, generator_result.tokens_out = (gen.tokens_in or 0,
-                                                                   gen.tokens_out or 0)
+        generator_result.tokens_in = generations[i].tokens_in or 0
+        generator_result.tokens_out = generations[i].tokens_out or 0
         assisted.seconds += per_item
         assisted.model_seconds += per_item
         _apply_fallback(assisted, settings, direct[i] if direct else None, generator_result)
-        results.append((assisted, generator_result))
-    return results
+        return assisted, generator_result
+
+    with (bars.stage("execution") if bars else nullcontext()),  \
+            SolverBroker(solver, max_batch=settings.solver_batch,
+                         wait_seconds=settings.batch_wait_ms / 1000) as broker, \
+            ThreadPoolExecutor(max_workers=min(settings.concurrency, max(len(items), 1)),
+                               thread_name_prefix="cgr-program") as pool:
+        futures = [pool.submit(run_one, item, gen, broker)
+                   for item, gen in zip(items, generations, strict=True)]
+        return [finish(i, future.result()) for i, future in enumerate(futures)]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .model_registry import ModelSpec, RegistryError, load_registry, model_file
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "LlamaCppBackend",
-           "LmEvalBackend", "make_backend"]
+           "LmEvalBackend", "Progress", "make_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,13 @@ def _p_yes(yes_logprob: float, no_logprob: float) -> float:
     return yes / (yes + no)
 
 
+Progress = bool | Callable[[int], None]  # a tqdm bar of the backend's own, or a tick(n) callback
+
+
 class Backend(Protocol):
     name: str
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
                  ) -> list[Generation]: ...
 
     def judge(self, prompts: Sequence[str]) -> list[float | str]:
@@ -68,10 +71,15 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
+def _progress(items: Sequence[Any], desc: str, progress: Progress) -> Any:
+    if callable(progress):
+        for entry in items:
+            yield entry
+            progress(1)
+        return
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled)
+    yield from tqdm(items, total=len(items), desc=desc, disable=not progress)
 
 
 @dataclass
@@ -108,11 +116,11 @@ class LlamaCppBackend:
                 n_gpu_layers=gpu_layers, main_gpu=self.main_gpu, verbose=False)
         return self._llm
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
                  ) -> list[Generation]:
         llm = self._model()
         out = []
-        for req in _progress(requests, len(requests), f"{self.name}", progress):
+        for req in _progress(requests, self.name, progress):
             try:
                 reply = llm.create_chat_completion(
                     messages=[{"role": "user", "content": req.prompt}],
@@ -171,7 +179,7 @@ class LlamaCppBackend:
         return {"backend": "llama.cpp", "model": self.spec.name, "family": self.spec.family,
                 "parameters": self.spec.parameters, "license": self.spec.license,
                 "sha256": self.spec.source.get("sha256"),
-                "n_ctx": self.n_ctx or self.spec.context_length}
+                "n_ctx": self.n_ctx or self.spec.context_length, "seed": self.seed}
 
 
 @dataclass
@@ -212,7 +220,7 @@ class LmEvalBackend:
                                    f"{err}") from None
             return prompt
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
                  ) -> list[Generation]:
         from lm_eval.api.instance import Instance
 
@@ -225,14 +233,16 @@ class LmEvalBackend:
                                  "temperature": r.temperature}))
             for i, r in enumerate(requests)]
         try:
-            texts = lm.generate_until(instances, disable_tqdm=not progress)
+            texts = lm.generate_until(instances, disable_tqdm=progress is not True)
+            if callable(progress):
+                progress(len(texts))
             return [Generation(t) for t in texts]
         except Exception as err:
             if len(instances) == 1:
                 return [Generation(None, f"{type(err).__name__}: {err}")]
             log.warning("%s: batch of %d failed (%s); retrying one by one", self.name,
                         len(instances), err)
-            return [self.generate([r])[0] for r in requests]
+            return [self.generate([r], progress=progress)[0] for r in requests]
 
     def judge(self, prompts: Sequence[str]) -> list[float | str]:
         from lm_eval.api.instance import Instance

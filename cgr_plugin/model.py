@@ -16,7 +16,12 @@ model_args (``--model_args k=v,...``)::
     budget_matched=True    add the control channel: direct prompt sampled as often as the
                            program called the solver, majority vote
     journal=PATH           SQLite journal of finished records: rerun the command to resume
+    cache=PATH|off         SQLite cache of model responses (default: the journal's file when
+                           journal= is set, else off); keyed by model identity and request
     chunk_size=N           items per batch (default 16): the most an interruption loses
+    concurrency=N          programs running at once (default 4)
+    solver_batch=N, batch_wait_ms=M   the broker's largest batch of solver calls (default 16)
+                           and longest wait for a batch to fill (default 5 ms)
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
@@ -30,17 +35,20 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from lm_eval.api.model import LM
 
 from .assisted import AssistedSettings, run_assisted
 from .backends import Backend, GenerationRequest, make_backend
+from .cache import CachedBackend, ResponseCache
 from .control import run_budget_matched
 from .extraction import extract_letter
 from .items import ItemError, MCQAItem
 from .journal import Journal, identity_hash
 from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
+from .progress import StageBars
 from .prompts import render
 from .record import CGRRecord, ChannelResult
 from .sandbox import SandboxLimits
@@ -54,7 +62,8 @@ DEFAULT_GENERATOR = "qwen2.5-coder-1.5b"
 _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "registry",
              "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
              "program_timeout", "program_memory_mb", "generator_max_tokens", "programs",
-             "budget_matched", "journal", "chunk_size"}
+             "budget_matched", "journal", "chunk_size", "cache", "concurrency",
+             "solver_batch", "batch_wait_ms"}
 CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
                 "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
@@ -105,6 +114,10 @@ class CGRLM(LM):
         self._setup_distributed(defaults)
         self.solver, self.solver_spec = make_backend(
             self.solver_name, scoped["solver"], registry=self.registry, defaults=defaults)
+        cache = own.get("cache") or own.get("journal")
+        self.cache = None if not cache or str(cache) == "off" else ResponseCache(cache)
+        if self.cache is not None:
+            self.solver = CachedBackend(self.solver, self.cache)
         self.generator_args = scoped["generator"]
         target = self.generator_args.get("pretrained") or self.generator_args.get("model")
         if target:  # "hf" alone would merge different generator models in reports
@@ -132,7 +145,9 @@ class CGRLM(LM):
         self.assisted_settings = AssistedSettings(
             budget=int(own.get("budget", 8)), fallback=str(own.get("fallback", "none")),
             generator_max_tokens=int(own.get("generator_max_tokens", 768)),
-            seed=int(own.get("seed", 0)),
+            seed=int(own.get("seed", 0)), concurrency=int(own.get("concurrency", 4)),
+            solver_batch=int(own.get("solver_batch", 16)),
+            batch_wait_ms=float(own.get("batch_wait_ms", 5)),
             limits=SandboxLimits.for_timeout(timeout, int(own.get("program_memory_mb", 1024))))
         self.journal: Journal | None = None
         if own.get("journal"):
@@ -181,6 +196,8 @@ class CGRLM(LM):
             else:
                 self._generator, _ = make_backend(name, self.generator_args,
                                                   registry=self.registry, defaults=self._defaults)
+                if self.cache is not None:
+                    self._generator = CachedBackend(self._generator, self.cache)
         return self._generator
 
     # -- channels ------------------------------------------------------------------------------
@@ -193,11 +210,12 @@ class CGRLM(LM):
         return render("direct.j2", self.template_dirs, item=item,
                       style=self.direct_settings.style)
 
-    def _run_direct(self, items: list[MCQAItem], progress: bool) -> list[ChannelResult]:
+    def _run_direct(self, items: list[MCQAItem], bars: StageBars | None) -> list[ChannelResult]:
         prompts = [self._direct_prompt(item) for item in items]
         requests = [GenerationRequest(p, self.direct_settings.max_tokens) for p in prompts]
         started = time.perf_counter()
-        generations = self.solver.generate(requests, progress=progress)
+        with bars.stage("direct", calls_per_item=1) if bars else nullcontext(False) as tick:
+            generations = self.solver.generate(requests, progress=tick)
         per_item = (time.perf_counter() - started) / max(len(items), 1)
         results = []
         for item, prompt, gen in zip(items, prompts, generations, strict=True):
@@ -213,9 +231,15 @@ class CGRLM(LM):
                 tokens_out=gen.tokens_out or 0))
         return results
 
-    def _run_items(self, items: list[MCQAItem], progress: bool = False) -> list[str]:
+    def _stages(self) -> tuple[str, ...]:
+        if "assisted" not in self.channels:
+            return ("direct",)
+        return ("direct", "generation", "execution") + (
+            ("control",) if self.budget_matched else ())
+
+    def _run_items(self, items: list[MCQAItem], bars: StageBars | None = None) -> list[str]:
         """Every channel for a batch of items; one record (JSON) per item."""
-        direct = self._run_direct(items, progress)
+        direct = self._run_direct(items, bars)
         assisted: list[tuple[ChannelResult, ChannelResult]] = [
             (ChannelResult(), ChannelResult()) for _ in items]
         if "assisted" in self.channels:
@@ -225,13 +249,17 @@ class CGRLM(LM):
                 programs=self.programs,
                 settings=self.assisted_settings, direct_prompt=self._direct_prompt,
                 direct_max_tokens=self.direct_settings.max_tokens,
-                template_dirs=self.template_dirs, direct=direct, progress=progress)
+                template_dirs=self.template_dirs, direct=direct, bars=bars)
         control = [ChannelResult() for _ in items]
         if self.budget_matched and "assisted" in self.channels:
-            control = run_budget_matched(
-                items, [program.solver_calls for program, _ in assisted], solver=self.solver,
-                prompt=self._direct_prompt, max_tokens=self.direct_settings.max_tokens,
-                seed=self.assisted_settings.seed, progress=progress)
+            with bars.stage("control") if bars else nullcontext():
+                control = run_budget_matched(
+                    items, [program.solver_calls for program, _ in assisted],
+                    solver=self.solver, prompt=self._direct_prompt,
+                    max_tokens=self.direct_settings.max_tokens,
+                    seed=self.assisted_settings.seed)
+                if bars:
+                    bars.advance("control", len(items), sum(c.solver_calls for c in control))
         return [CGRRecord(item=item.to_json(), solver=self.solver.name,
                           generator=self.generator_name if "assisted" in self.channels else None,
                           direct=result, assisted=program, generator_side=own,
@@ -243,7 +271,6 @@ class CGRLM(LM):
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         """Items run in chunks; each finished record goes to the journal and lm-eval's cache
         hook at once, so an interrupted run loses at most the chunk in flight."""
-        from tqdm.auto import tqdm
 
         items: dict[str, MCQAItem] = {}
         keys: list[str] = []
@@ -272,23 +299,31 @@ class CGRLM(LM):
                 log.info("cgr: %d of %d items taken from the journal %s", len(records),
                          len(items), self.journal.path)
         todo = [key for key in items if key not in records]
-        progress = tqdm(total=len(todo), desc="cgr items", disable=disable_tqdm)
+        bars = StageBars(len(todo), self._stages(), enabled=not disable_tqdm)
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
-            records_of_chunk = self._run_items([items[k] for k in chunk], not disable_tqdm)
+            records_of_chunk = self._run_items([items[k] for k in chunk], bars)
             for key, record in zip(chunk, records_of_chunk, strict=True):
                 records[key] = record
                 if self.journal is not None and not _backend_failed(record):
                     self.journal.put(journal_key[key], record)  # failures are retried
                 for req in requests_of[key]:
                     self.cache_hook.add_partial("generate_until", req.args, record)
-            progress.update(len(chunk))
-        progress.close()
+        bars.close()
+        self._log_cache_use()
         for key, message in failures.items():
             records[key] = CGRRecord(
                 item={"id": key}, solver=self.solver.name,
                 direct=ChannelResult(status="error", error=message)).to_json()
         return [records[key] for key in keys]
+
+    def _log_cache_use(self) -> None:
+        shared = self._generator is self.solver
+        for role, backend in (("solver and generator" if shared else "solver", self.solver),
+                              ("generator", None if shared else self._generator)):
+            if isinstance(backend, CachedBackend):
+                log.info("cgr: response cache (%s), %s: %d hits, %d misses", backend.cache.path,
+                         role, backend.stats.hits, backend.stats.misses)
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
         raise NotImplementedError("cgr answers generate_until requests only; run it on cgr_* "

@@ -141,3 +141,29 @@ def test_generator_failure_is_recorded_not_raised():
         [ITEM], solver=ScriptedSolver(), generator=ScriptedGenerator([None]), settings=SETTINGS,
         direct_prompt=str, direct_max_tokens=8)
     assert assisted.status == "generator_error" and generator.status == "error"
+
+
+def _comparable(result: ChannelResult) -> dict:
+    """A result without its timings (which differ run to run)."""
+    data = dict(vars(result))
+    data["trace"] = [{k: v for k, v in t.items() if k != "seconds"} for t in data["trace"] or []]
+    return {k: v for k, v in data.items() if k not in ("seconds", "model_seconds")}
+
+
+def test_programs_run_concurrently_give_the_same_records_as_one_at_a_time():
+    items = [MCQAItem(id=f"t{i}", dataset="toy", question=f"Which planet is Mars? ({i})",
+                      choices=("Venus", "Mars", "Jupiter"), answer="B") for i in range(6)]
+    programs = [JUDGE, 'def solve(item, solver):\n    return solver.choose()\n',
+                'def solve(item, solver):\n    raise ValueError("boom")\n', JUDGE,
+                'def solve(item, solver):\n    return "Z"\n', JUDGE]
+
+    def run_with(concurrency):
+        settings = AssistedSettings(budget=4, limits=SETTINGS.limits, concurrency=concurrency)
+        return run_assisted(items, solver=ScriptedSolver(), generator=ScriptedGenerator(programs),
+                            settings=settings, direct_prompt=str, direct_max_tokens=8)
+
+    one, four = run_with(1), run_with(4)
+    assert [a.status for a, _ in four] == ["ok", "ok", "runtime_error", "ok", "invalid_answer",
+                                           "ok"]
+    assert [(_comparable(a), _comparable(g)) for a, g in one] == [
+        (_comparable(a), _comparable(g)) for a, g in four]

@@ -58,6 +58,9 @@ def test_interrupted_run_resumes_without_redoing_finished_items(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     taken = re.search(r"cgr: (\d+) of 12 items taken from the journal", resumed.stderr)
     assert taken and int(taken.group(1)) >= done
+    # the journal's file also caches responses: calls finished in the killed chunk are not redone
+    assert re.search(r"response cache \(.*journal\.db\), solver: \d+ hits, \d+ misses",
+                     resumed.stderr)
     assert _rows(journal) == 12
 
     fresh = run_cli(*_command(None, tmp_path / "fresh"), cwd=tmp_path)

@@ -1,0 +1,146 @@
+"""The solver broker (batches calls of concurrent programs) and the response cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cgr_plugin.backends import Generation, GenerationRequest
+from cgr_plugin.broker import SolverBroker
+from cgr_plugin.cache import CachedBackend, ResponseCache
+
+
+class EchoBackend:
+    """Answers each prompt with itself reversed after a fixed latency per batch; logs batches."""
+
+    name = "echo"
+
+    def __init__(self, latency=0.0, fail=False, model="m1"):
+        self.latency, self.fail, self.model = latency, fail, model
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+
+    def generate(self, requests, *, progress=False):
+        self.threads.add(threading.current_thread().name)
+        self.batches.append([r.prompt for r in requests])
+        time.sleep(self.latency)
+        if self.fail:
+            raise RuntimeError("server down")
+        return [Generation(r.prompt[::-1], tokens_in=1, tokens_out=1) for r in requests]
+
+    def judge(self, prompts):
+        self.batches.append(list(prompts))
+        return [0.25 if "no" in p else "judge failed" if "bad" in p else 0.75 for p in prompts]
+
+    def describe(self):
+        return {"backend": "echo", "model": self.model}
+
+
+def _programs(broker, n_programs, calls):
+    answers: dict[int, list[str]] = {}
+
+    def program(index):
+        with broker.program():
+            answers[index] = [broker.generate(GenerationRequest(f"p{index}-c{c}", 8)).text
+                              for c in range(calls)]
+
+    threads = [threading.Thread(target=program, args=(i,)) for i in range(n_programs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return answers
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+def test_calls_of_concurrent_programs_go_out_together_and_come_back_to_their_caller(concurrency):
+    backend = EchoBackend(latency=0.02)
+    with SolverBroker(backend, max_batch=16, wait_seconds=0.05) as broker:
+        answers = _programs(broker, concurrency, calls=4)
+    assert answers == {i: [f"p{i}-c{c}"[::-1] for c in range(4)] for i in range(concurrency)}
+    assert broker.stats.calls == 4 * concurrency
+    assert broker.stats.mean_batch >= 0.8 * concurrency
+    assert backend.threads == {"cgr-broker"}  # the backend is only ever called by one thread
+
+
+def test_a_batch_never_exceeds_its_limit():
+    backend = EchoBackend(latency=0.01)
+    with SolverBroker(backend, max_batch=3, wait_seconds=0.05) as broker:
+        _programs(broker, 8, calls=2)
+    assert max(len(b) for b in backend.batches) <= 3 and broker.stats.calls == 16
+
+
+def test_a_lone_call_waits_at_most_the_window_for_company():
+    backend = EchoBackend()
+    with SolverBroker(backend, max_batch=16, wait_seconds=0.05) as broker, broker.program(), \
+            broker.program():  # two programs registered, only one asks
+        started = time.perf_counter()
+        assert broker.generate(GenerationRequest("abc", 4)).text == "cba"
+        assert time.perf_counter() - started < 2
+
+
+def test_a_failing_backend_answers_each_call_with_an_error_and_the_broker_goes_on():
+    backend = EchoBackend(fail=True)
+    with SolverBroker(backend) as broker:
+        with broker.program():
+            first = broker.generate(GenerationRequest("x", 4))
+        backend.fail = False
+        with broker.program():
+            second = broker.generate(GenerationRequest("xy", 4))
+    assert first.text is None and "server down" in first.error
+    assert second.text == "yx"
+
+
+def test_judge_calls_are_batched_apart_from_generations():
+    backend = EchoBackend()
+    with SolverBroker(backend) as broker, broker.program():
+        assert broker.judge("yes it is") == 0.75
+        assert broker.judge("no") == 0.25
+
+
+# -- response cache ------------------------------------------------------------------------------
+def test_a_repeated_request_is_answered_from_the_cache(tmp_path):
+    inner = EchoBackend()
+    cached = CachedBackend(inner, ResponseCache(tmp_path / "c.db"))
+    requests = [GenerationRequest("abc", 4), GenerationRequest("de", 4)]
+    first = cached.generate(requests)
+    again = CachedBackend(EchoBackend(), ResponseCache(tmp_path / "c.db"))  # a new process
+    second = again.generate([GenerationRequest("de", 4), GenerationRequest("fg", 4)])
+    assert [g.text for g in first] == ["cba", "ed"] and [g.text for g in second] == ["ed", "gf"]
+    assert again.backend.batches == [["fg"]]  # only the miss went to the model
+    assert (again.stats.hits, again.stats.misses) == (1, 1)
+    assert second[0] == first[1]  # token counts come back too
+
+
+@pytest.mark.parametrize("changed", [
+    GenerationRequest("abc", 5), GenerationRequest("abc", 4, stop=("\n",)),
+    GenerationRequest("abc", 4, temperature=0.7), GenerationRequest("abc", 4, seed=3)])
+def test_any_change_of_decoding_misses(tmp_path, changed):
+    cache = ResponseCache(tmp_path / "c.db")
+    CachedBackend(EchoBackend(), cache).generate([GenerationRequest("abc", 4)])
+    other = CachedBackend(EchoBackend(), cache)
+    other.generate([changed])
+    assert other.stats.hits == 0
+
+
+def test_another_model_misses(tmp_path):
+    cache = ResponseCache(tmp_path / "c.db")
+    CachedBackend(EchoBackend(model="m1"), cache).generate([GenerationRequest("abc", 4)])
+    other = CachedBackend(EchoBackend(model="m2"), cache)
+    other.generate([GenerationRequest("abc", 4)])
+    assert other.stats.hits == 0
+
+
+def test_failures_are_not_cached(tmp_path):
+    cache = ResponseCache(tmp_path / "c.db")
+    failing = CachedBackend(EchoBackend(fail=True), cache)
+    with pytest.raises(RuntimeError):
+        failing.generate([GenerationRequest("abc", 4)])
+    assert len(cache) == 0
+    judged = CachedBackend(EchoBackend(), cache)
+    assert judged.judge(["bad one", "fine"]) == ["judge failed", 0.75]
+    again = CachedBackend(EchoBackend(), cache)
+    assert again.judge(["bad one", "fine"]) == ["judge failed", 0.75]
+    assert (again.stats.hits, again.stats.misses) == (1, 1)
