@@ -3,9 +3,10 @@
 Programs run concurrently in a thread pool; each solver call blocks its program's thread on a
 future while one dispatcher thread owns the backend. A batch leaves when it is full
 (``max_batch``), when every registered program is waiting on a call (nothing more can arrive),
-or when the oldest call has waited ``wait_seconds``. Backends are only ever called from the
-dispatcher, so llama.cpp (not thread-safe) and lm-eval's batching backends both work; the same
-batch shape pays off with hf and vllm on GPUs.
+or when the oldest call has waited ``wait_seconds`` (counted from when the backend was last
+free, so calls made during a batch still wait for the callers that batch is about to release).
+Backends are only ever called from the dispatcher, so llama.cpp (not thread-safe) and lm-eval's
+batching backends both work; the same batch shape pays off with hf and vllm on GPUs.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SolverBroker:
         self._pending: list[_Pending] = []
         self._active = 0
         self._closed = False
+        self._free_since = time.perf_counter()
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._dispatch, name="cgr-broker", daemon=True)
         self._thread.start()
@@ -85,12 +87,15 @@ class SolverBroker:
         return pending.future.result()
 
     # -- dispatcher ------------------------------------------------------------------------------
+    def _deadline(self) -> float:
+        return max(self._pending[0].since, self._free_since) + self.wait_seconds
+
     def _ready(self) -> bool:
         if not self._pending:
             return False
         if len(self._pending) >= self.max_batch or len(self._pending) >= self._active:
             return True
-        return time.perf_counter() - self._pending[0].since >= self.wait_seconds
+        return time.perf_counter() >= self._deadline()
 
     def _dispatch(self) -> None:
         while True:
@@ -100,12 +105,13 @@ class SolverBroker:
                         return
                     timeout = None
                     if self._pending:
-                        timeout = max(self._pending[0].since + self.wait_seconds
-                                      - time.perf_counter(), 0.0005)
+                        timeout = max(self._deadline() - time.perf_counter(), 0.0005)
                     self._cond.wait(timeout)
                 batch, self._pending = (self._pending[:self.max_batch],
                                         self._pending[self.max_batch:])
             self._answer(batch)
+            with self._cond:
+                self._free_since = time.perf_counter()
 
     def _answer(self, batch: Sequence[_Pending]) -> None:
         started = time.perf_counter()
