@@ -6,8 +6,6 @@ is cgr's own work: the broker, the pool, the sandbox and lm-eval's plumbing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import threading
 import time
@@ -15,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cgr_plugin.analysis.export import PACKAGE_SCHEMA
+from cgr_plugin.analysis.export import write_programs
 from cgr_plugin.backends import Generation, GenerationRequest
 
 # A program shaped like the ones generators write: one judge per option, then pick.
@@ -92,14 +90,8 @@ class TimedBackend:
 
 
 def write_package(folder: Path, keys: Iterable[str], program: str) -> Path:
-    """A `cgr export`-format package giving every item key the same program."""
-    folder.mkdir(parents=True, exist_ok=True)
-    body = "".join(json.dumps({"key": key, "generator_output": program}) + "\n" for key in keys)
-    (folder / "programs.jsonl").write_text(body, encoding="utf-8")
-    (folder / "manifest.json").write_text(json.dumps({
-        "schema": PACKAGE_SCHEMA, "programs_sha256": hashlib.sha256(body.encode()).hexdigest(),
-        "generator": "benchmark"}))
-    return folder
+    """A replayable package giving every item key the same program."""
+    return write_programs(folder, dict.fromkeys(keys, program), generator="benchmark")
 
 
 def bundle_items(dataset: str, limit: int) -> list[Any]:

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 from ._paths import TASKS_DIR, TEMPLATES_DIR
+from .hookspecs import hookimpl
 from .items import ItemError, MCQAItem
 
 __version__ = "0.1.0"
-__all__ = ["TASKS_DIR", "TEMPLATES_DIR", "ItemError", "MCQAItem", "__version__", "register"]
+__all__ = ["TASKS_DIR", "TEMPLATES_DIR", "ItemError", "MCQAItem", "__version__", "hookimpl",
+           "register"]
 
 _registered = False
 

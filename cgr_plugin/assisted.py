@@ -18,14 +18,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import plugins
 from .backends import Backend, Generation, GenerationRequest
 from .broker import SolverBroker
-from .extraction import extract_letter
 from .items import MCQAItem
 from .progress import StageBars
 from .prompts import render
 from .record import ChannelResult
-from .sandbox import SandboxLimits, SandboxResult, run_program
+from .sandbox import SandboxLimits, SandboxResult
 from .scaffold import audit_program, extract_program, read_constants
 
 __all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_item_program"]
@@ -45,6 +45,8 @@ class AssistedSettings:
     concurrency: int = 4  # programs running at once
     solver_batch: int = 16  # most solver calls the broker sends in one batch
     batch_wait_ms: float = 5.0  # longest a call waits for others to join its batch
+    extractor: str = "cgr"  # plugin name of the answer extractor solver.choose() uses
+    sandbox: str = "bwrap"  # plugin name of the sandbox backend
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
@@ -60,8 +62,10 @@ class SolverCalls:
     """Answers one program's solver calls within its budget, keeping the trace."""
 
     def __init__(self, item: MCQAItem, solver: SolverBroker, budget: int,
-                 direct_prompt: Callable[[MCQAItem], str], direct_max_tokens: int) -> None:
+                 direct_prompt: Callable[[MCQAItem], str], direct_max_tokens: int,
+                 extractor: str = "cgr") -> None:
         self.item, self.solver, self.budget = item, solver, budget
+        self.extract = plugins.extractor(extractor)
         self.direct_prompt, self.direct_max_tokens = direct_prompt, direct_max_tokens
         self.trace: list[dict[str, Any]] = []
 
@@ -93,7 +97,7 @@ class SolverCalls:
                     entry["response"] = gen.text[:_TRACE_TEXT]
                     value: Any = gen.text
                     if kind == "choose":
-                        found = extract_letter(gen.text, self.item.letters, self.item.choices)
+                        found = self.extract(gen.text, self.item.letters, self.item.choices)
                         value = found.letter
                         entry.update(letter=found.letter, extraction_rule=found.rule)
                     reply = {"value": value}
@@ -155,7 +159,9 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
                              program=program.source,
                              audits=audits, difficulty=difficulty, error=program.message)
     if program.status == "ok":
-        calls = SolverCalls(item, solver, settings.budget, direct_prompt, direct_max_tokens)
+        calls = SolverCalls(item, solver, settings.budget, direct_prompt, direct_max_tokens,
+                            settings.extractor)
+        run_program = plugins.sandbox(settings.sandbox)
         outcome: SandboxResult = run_program(program.code or "", _item_for_program(item),
                                              handle_call=calls, limits=settings.limits,
                                              seed=_seed(settings, item))

@@ -284,6 +284,11 @@ def make_backend(name: str, args: Mapping[str, Any], *,
                                f"{name!r} (allowed: {', '.join(sorted(allowed))})")
         merged = {k: v for k, v in defaults.items() if k in allowed} | args
         return LlamaCppBackend(spec, **merged), spec
+    from . import plugins
+
+    factory = plugins.registry().entries["models"].get(name)
+    if factory is not None and spec is None:  # a plugin's backend
+        return factory({**defaults, **args}), None
     chat = args.pop("chat_template", None)
     if spec is not None:  # format: hf -> lm-eval's own hf backend
         pretrained = spec.source.get("pretrained") or spec.hf_hub_id

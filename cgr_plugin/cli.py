@@ -7,6 +7,7 @@ include path: every lm-eval flag keeps working. ``cgr`` holds the plugin's own c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
@@ -254,6 +255,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from . import plugins
+
+    found = plugins.describe()
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        for name, kinds in found["plugins"].items():
+            added = "; ".join(f"{kind}: {', '.join(sorted(names))}"
+                              for kind, names in sorted(kinds.items())) or "nothing"
+            print(f"{name}: {added}")
+        for name, why in found["broken"].items():
+            print(f"BROKEN {name}: {why}")
+    return 1 if found["broken"] else 0
+
+
 def _cmd_path(args: argparse.Namespace) -> int:
     print(TASKS_DIR)
     return 0
@@ -273,6 +290,7 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
               cgr exec program.py --item item.json --solver smollm2-135m
               cgr report out_smol out_qwen --out report
               cgr export out_qwen --out programs_qwen   # then --model_args programs=...
+              cgr plugins                      # installed plugins and what they add
               cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
             """))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +331,10 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
                    ).set_defaults(func=_cmd_enable)
     sub.add_parser("disable-lm-eval", help="remove the lm-eval startup hook"
                    ).set_defaults(func=_cmd_disable)
+    p = sub.add_parser("plugins", help="list loaded plugins, what each registered, and broken "
+                       "ones (exit status 1 when any is broken)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_plugins)
     sub.add_parser("path", help="print the packaged task folder").set_defaults(func=_cmd_path)
     args = parser.parse_args(argv)
     try:

@@ -15,8 +15,8 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from . import plugins
 from .backends import Backend, GenerationRequest
-from .extraction import extract_letter
 from .items import MCQAItem
 from .record import ChannelResult
 
@@ -27,6 +27,7 @@ TEMPERATURE = 0.7
 
 def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solver: Backend,
                        prompt: Callable[[MCQAItem], str], max_tokens: int, seed: int = 0,
+                       extractor: str = "cgr",
                        progress: bool = False) -> list[ChannelResult]:
     requests, owners = [], []
     for index, (item, k) in enumerate(zip(items, calls, strict=True)):
@@ -36,6 +37,7 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
                 text, max_tokens, temperature=TEMPERATURE if k > 1 else 0.0,
                 seed=zlib.crc32(f"{seed}:{item.id}:{draw}".encode())))
             owners.append(index)
+    extract = plugins.extractor(extractor)
     started = time.perf_counter()
     generations = solver.generate(requests, progress=progress)
     per_call = (time.perf_counter() - started) / max(len(requests), 1)
@@ -51,7 +53,7 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
         raws[owner].append(gen.text)
         tokens[owner][0] += gen.tokens_in or 0
         tokens[owner][1] += gen.tokens_out or 0
-        letter = extract_letter(gen.text, item.letters, item.choices).letter
+        letter = extract(gen.text, item.letters, item.choices).letter
         if letter:
             votes[owner].append(letter)
     results = []

@@ -23,6 +23,7 @@ model_args (``--model_args k=v,...``)::
     solver_batch=N, batch_wait_ms=M   the broker's largest batch of solver calls (default 16)
                            and longest wait for a batch to fill (default 5 ms)
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
+    extractor=NAME, sandbox=NAME   plugin answer extractor / sandbox backend (`cgr plugins`)
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
 """
@@ -40,11 +41,11 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from . import plugins
 from .assisted import AssistedSettings, run_assisted
 from .backends import Backend, GenerationRequest, make_backend
 from .cache import CachedBackend, ResponseCache
 from .control import run_budget_matched
-from .extraction import extract_letter
 from .items import ItemError, MCQAItem
 from .journal import Journal, identity_hash
 from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
@@ -63,7 +64,7 @@ _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "regist
              "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
              "program_timeout", "program_memory_mb", "generator_max_tokens", "programs",
              "budget_matched", "journal", "chunk_size", "cache", "concurrency",
-             "solver_batch", "batch_wait_ms"}
+             "solver_batch", "batch_wait_ms", "extractor", "sandbox"}
 CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
                 "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
@@ -148,7 +149,10 @@ class CGRLM(LM):
             seed=int(own.get("seed", 0)), concurrency=int(own.get("concurrency", 4)),
             solver_batch=int(own.get("solver_batch", 16)),
             batch_wait_ms=float(own.get("batch_wait_ms", 5)),
+            extractor=str(own.get("extractor", "cgr")), sandbox=str(own.get("sandbox", "bwrap")),
             limits=SandboxLimits.for_timeout(timeout, int(own.get("program_memory_mb", 1024))))
+        self.extract = plugins.extractor(self.assisted_settings.extractor)
+        plugins.sandbox(self.assisted_settings.sandbox)  # an unknown name fails here, not later
         self.journal: Journal | None = None
         if own.get("journal"):
             self.journal = Journal(own["journal"],
@@ -223,7 +227,7 @@ class CGRLM(LM):
                 results.append(ChannelResult(status="error", prompt=prompt, error=gen.error,
                                              solver_calls=1, seconds=per_item))
                 continue
-            found = extract_letter(gen.text, item.letters, item.choices)
+            found = self.extract(gen.text, item.letters, item.choices)
             results.append(ChannelResult(
                 status="ok" if found.letter else "invalid", answer=found.letter, raw=gen.text,
                 prompt=prompt, extraction_rule=found.rule, solver_calls=1, seconds=per_item,
@@ -257,7 +261,8 @@ class CGRLM(LM):
                     items, [program.solver_calls for program, _ in assisted],
                     solver=self.solver, prompt=self._direct_prompt,
                     max_tokens=self.direct_settings.max_tokens,
-                    seed=self.assisted_settings.seed)
+                    seed=self.assisted_settings.seed,
+                    extractor=self.assisted_settings.extractor)
                 if bars:
                     bars.advance("control", len(items), sum(c.solver_calls for c in control))
         return [CGRRecord(item=item.to_json(), solver=self.solver.name,
@@ -345,6 +350,7 @@ class CGRLM(LM):
                                "max_tokens": self.direct_settings.max_tokens},
                 "cgr_programs": None if self.programs is None else hashlib.sha256(
                     json.dumps(self.programs, sort_keys=True).encode()).hexdigest(),
+                "cgr_extractor": settings.extractor, "cgr_sandbox": settings.sandbox,
                 "cgr_assisted": {"budget": settings.budget, "fallback": settings.fallback,
                                  "program_timeout": settings.limits.wall_seconds,
                                  "generator_max_tokens": settings.generator_max_tokens}}

@@ -4,7 +4,7 @@ One filter pipeline per channel reads that channel's outcome out of the JSON rec
 JSON object (letter, status, solver calls, audit flags; JSON because lm-eval logs filtered
 responses as text); ``process_results`` turns it into metrics:
 accuracy, the share without a letter, solver calls, and for the assisted channel the rate of
-every status and audit flag.
+every status and audit flag, plus each plugin scorer's value (see ``cgr_plugin.hookspecs``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from lm_eval.api.filter import Filter
 
+from . import plugins
 from .record import ASSISTED_STATUSES, CHANNELS, CGRRecord
 
 __all__ = ["AUDIT_FLAGS", "ChannelFilter", "process_results"]
@@ -37,7 +38,8 @@ class ChannelFilter(Filter):
 
     def _outcome(self, response: Any) -> dict[str, Any]:
         try:
-            result = CGRRecord.from_json(response).channel(self.channel)
+            record = CGRRecord.from_json(response)
+            result = record.channel(self.channel)
         except (TypeError, ValueError, KeyError):
             return {"channel": self.channel, "letter": None, "status": "error",
                     "solver_calls": 0, "audits": {}}
@@ -45,9 +47,10 @@ class ChannelFilter(Filter):
         if letter is None and self.fallback and result.fallback:
             letter, used_fallback = result.fallback["answer"], True
         view = f"{self.channel}_fallback" if self.fallback else self.channel
+        scores = plugins.score(record, view) if result.status != "not_run" else {}
         return {"channel": view, "letter": letter, "status": result.status,
                 "fallback_used": used_fallback, "solver_calls": result.solver_calls,
-                "audits": result.audits}
+                "audits": result.audits, "scores": scores}
 
     def apply(self, resps: Iterable[list[Any]], docs: Iterable[dict]) -> list[list[str]]:
         return [[json.dumps(self._outcome(r)) for r in inst] for inst in resps]
@@ -76,4 +79,7 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
         metrics |= {f"audit_{flag}": float(bool(audits.get(flag))) for flag in AUDIT_FLAGS}
     if outcome.get("channel") == "assisted_fallback":
         metrics["fallback_used"] = float(bool(outcome.get("fallback_used")))
+    scores = outcome.get("scores")
+    if isinstance(scores, dict):
+        metrics |= {name: float(value) for name, value in scores.items() if name not in metrics}
     return metrics

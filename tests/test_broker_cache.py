@@ -40,9 +40,11 @@ class EchoBackend:
 
 def _programs(broker, n_programs, calls):
     answers: dict[int, list[str]] = {}
+    started = threading.Barrier(n_programs)
 
     def program(index):
         with broker.program():
+            started.wait()  # programs start together, as a pool of sandboxes does
             answers[index] = [broker.generate(GenerationRequest(f"p{index}-c{c}", 8)).text
                               for c in range(calls)]
 

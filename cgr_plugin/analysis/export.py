@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,23 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (out / "README.md").write_text(README.format(version=__version__, schema=PACKAGE_SCHEMA))
     return manifest
+
+
+def write_programs(out: Path, programs: Mapping[str, str], generator: str = "hand-written"
+                   ) -> Path:
+    """A replayable package from ``{item key (dataset/id): program text}``: run programs you
+    wrote yourself (benchmarks, tests, a fixed scaffold) with ``--model_args programs=OUT``."""
+    from .. import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    body = "".join(json.dumps({"key": key, "generator": generator, "generator_output": text},
+                              sort_keys=True) + "\n" for key, text in programs.items())
+    (out / "programs.jsonl").write_text(body, encoding="utf-8")
+    manifest = {"schema": PACKAGE_SCHEMA, "cgr_plugin": __version__, "programs": len(programs),
+                "generators": [generator],
+                "programs_sha256": hashlib.sha256(body.encode()).hexdigest()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return out
 
 
 def load_programs(package: str | Path) -> dict[str, str]:

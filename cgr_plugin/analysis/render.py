@@ -77,6 +77,17 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
                                                       "execution_failure", "timeout",
                                                       "direct_unreadable"))]
                     for g in groups]))
+    scorers = sorted({name for g in groups for name in g.get("scores", {})})
+    for name in scorers:
+        channels = [c for c in ("direct", "assisted", "assisted_fallback", "generator",
+                                "budget_matched")
+                    if any(c in g["scores"].get(name, {}) for g in groups)]
+        tables.append((f"Scorer {name} (plugin; mean over items, n in brackets)",
+                       ["task", "solver", "generator", *channels],
+                       [[g["task"], g["solver"], g["generator"],
+                         *(f"{s['mean']:.3f} ({s['n']})" if (s := g["scores"].get(name, {})
+                                                              .get(c)) else "-"
+                           for c in channels)] for g in groups]))
     status_names = [s for s in groups[0]["statuses"] if any(g["statuses"][s] for g in groups)]
     tables.append(("Assisted statuses (items)", ["task", "solver", *status_names],
                    [[g["task"], g["solver"], *(str(g["statuses"][s]) for s in status_names)]

@@ -40,6 +40,7 @@ class ItemOutcome:
     direct_calls: int
     assisted_calls: int
     audits: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # channel -> scorer -> value
 
     @property
     def direct_ok(self) -> bool:
@@ -77,7 +78,18 @@ def _outcome(run: str, task: str, record: CGRRecord) -> ItemOutcome:
         direct_status=direct.status, assisted_status=assisted.status,
         generator_status=own.status, control_status=record.budget_matched.status,
         direct_calls=direct.solver_calls, assisted_calls=assisted.solver_calls,
-        audits=dict(assisted.audits))
+        audits=dict(assisted.audits), scores=_plugin_scores(record))
+
+
+def _plugin_scores(record: CGRRecord) -> dict[str, dict[str, float]]:
+    from .. import plugins
+
+    if not plugins.registry().scorers:
+        return {}
+    views = {"direct": "direct", "assisted": "assisted", "assisted_fallback": "assisted",
+             "generator": "generator", "budget_matched": "budget_matched"}
+    return {view: plugins.score(record, view) for view, channel in views.items()
+            if record.channel(channel).status != "not_run"}
 
 
 def iter_records(folders: Iterable[str | Path]) -> Iterator[tuple[Path, str, CGRRecord]]:

@@ -118,7 +118,19 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
         / max(len(ran), 1),
         "timeout": sum(o.assisted_status == "timeout" for o in ran) / max(len(ran), 1),
         "direct_unreadable": sum(o.direct_status == "invalid" for o in items) / n}
+    out["scores"] = _scores(items)
     return out
+
+
+def _scores(items: Sequence[ItemOutcome]) -> dict[str, dict[str, dict[str, float]]]:
+    """Plugin scorers: ``{scorer: {channel: {"mean", "n"}}}`` over the items that have a value."""
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for o in items:
+        for channel, scores in o.scores.items():
+            for name, value in scores.items():
+                values[name][channel].append(value)
+    return {name: {channel: {"mean": mean(v), "n": len(v)} for channel, v in by_channel.items()}
+            for name, by_channel in sorted(values.items())}
 
 
 def _aggregate(groups: Sequence[dict[str, Any]], items: Mapping[tuple, Sequence[ItemOutcome]],
@@ -178,7 +190,10 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
                   resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     if not outcomes:
         raise ValueError("no items to report on")
-    every = [*builtin_partitions(gate), *partitions]
+    from .. import plugins
+
+    every = [*builtin_partitions(gate), *plugins.registry().entries["partitions"].values(),
+             *partitions]
     groups, aggregates = _headline(outcomes, every, resamples, seed)
     members = {p.name: {_key(g) for g in groups if p.keep(g)} for p in every}
     clean = [o for o in outcomes if not o.flagged]
