@@ -79,5 +79,6 @@ def test_a_broken_plugin_is_named_and_the_run_goes_on(site, tmp_path):
     strict = run_cli("cgr", "plugins", env={**_env(site, broken), "CGR_STRICT_PLUGINS": "1"})
     assert strict.returncode != 0 and "plugin 'broken (cgr_broken_no_such_module)'" in (
         strict.stderr + strict.stdout)
-    only = run_cli("cgr", "plugins", env={**_env(site, broken), "CGR_LOAD_PLUGINS": "scorer_example"})
+    only = run_cli("cgr", "plugins",
+                   env={**_env(site, broken), "CGR_LOAD_PLUGINS": "scorer_example"})
     assert only.returncode == 0 and "BROKEN" not in only.stdout
