@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from .model_registry import ModelSpec, RegistryError, load_registry, model_file
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "LlamaCppBackend",
-           "LmEvalBackend", "Progress", "make_backend"]
+           "LmEvalBackend", "Progress", "RetryingBackend", "make_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -303,3 +304,82 @@ def make_backend(name: str, args: Mapping[str, Any], *,
         raise RegistryError("the cgr model cannot be its own solver or generator")
     forwarded = {k: v for k, v in defaults.items() if k in ("device", "batch_size")} | args
     return LmEvalBackend(name, forwarded, chat), None
+
+
+class RetryingBackend:
+    """Retries failed requests (errors as values, or a raised call) with exponential backoff.
+
+    Servers time out and drop connections; a retry turns most of those into answers. What
+    still fails after ``retries`` attempts is returned as an error value and recorded with the
+    item (status ``error`` / ``generator_error``), never raised into the run. A prompt longer
+    than the model's context fails the same way every time and is not retried.
+    """
+
+    def __init__(self, backend: Backend, retries: int = 2, backoff: float = 1.0) -> None:
+        self.backend, self.retries, self.backoff = backend, max(0, retries), max(0.0, backoff)
+        self.name = backend.name
+        self.retried = 0
+
+    def describe(self) -> dict[str, Any]:
+        return self.backend.describe()
+
+    def _attempt(self, call: Callable[[list[Any]], list[Any]], todo: list[Any]) -> list[Any]:
+        try:
+            out = call(todo)
+            if len(out) != len(todo):
+                raise RuntimeError(f"{self.name} answered {len(out)} of {len(todo)} requests")
+            return out
+        except Exception as err:  # the whole call failed: every request of it did
+            return [_Failed(f"{type(err).__name__}: {err}") for _ in todo]
+
+    def _with_retries(self, requests: Sequence[Any], call: Callable[[list[Any]], list[Any]],
+                      failed: Callable[[Any], str | None], as_error: Callable[[str], Any]
+                      ) -> list[Any]:
+        import time
+
+        out: list[Any] = [None] * len(requests)
+        todo = list(range(len(requests)))
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += len(todo)
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            answers = self._attempt(call, [requests[i] for i in todo])
+            still = []
+            for index, answer in zip(todo, answers, strict=True):
+                reason = answer.reason if isinstance(answer, _Failed) else failed(answer)
+                out[index] = as_error(reason) if reason is not None else answer
+                if reason is not None and not _PERMANENT.search(reason):
+                    still.append(index)
+            todo = still
+            if not todo:
+                break
+        if todo:
+            log.warning("%s: %d request(s) still failing after %d retries: %s", self.name,
+                        len(todo), self.retries, _reason(out[todo[0]]))
+            for index in todo:
+                out[index] = as_error(f"{_reason(out[index])} (after {self.retries} retries)")
+        return out
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
+                 ) -> list[Generation]:
+        return self._with_retries(
+            requests, lambda todo: self.backend.generate(todo, progress=progress),
+            failed=lambda g: g.error, as_error=lambda reason: Generation(None, reason))
+
+    def judge(self, prompts: Sequence[str]) -> list[float | str]:
+        return self._with_retries(prompts, self.backend.judge,
+                                  failed=lambda s: s if isinstance(s, str) else None,
+                                  as_error=lambda reason: reason)
+
+
+_PERMANENT = re.compile(r"context (window|length)|maximum context|too long|exceeds? (the )?"
+                        r"(context|max)", re.I)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    reason: str
+
+
+def _reason(answer: Any) -> str:
+    return answer.error if isinstance(answer, Generation) else str(answer)

@@ -23,6 +23,8 @@ model_args (``--model_args k=v,...``)::
     solver_batch=N, batch_wait_ms=M   the broker's largest batch of solver calls (default 16)
                            and longest wait for a batch to fill (default 5 ms)
     direct_style=letter|reasoning, direct_max_tokens=N   override the registry's direct settings
+    retries=N, retry_backoff=S   failed model calls retried N times (default 2), waiting S, 2S,
+                           ... seconds (default 1); then recorded as the item's error
     extractor=NAME, sandbox=NAME   plugin answer extractor / sandbox backend (`cgr plugins`)
     registry=PATH          extra model registry YAML; template_dir=PATH  extra template folder
     seed=N, n_threads=N    llama.cpp defaults for every registry model
@@ -43,7 +45,7 @@ from lm_eval.api.model import LM
 
 from . import plugins
 from .assisted import AssistedSettings, run_assisted
-from .backends import Backend, GenerationRequest, make_backend
+from .backends import Backend, GenerationRequest, RetryingBackend, make_backend
 from .cache import CachedBackend, ResponseCache
 from .control import run_budget_matched
 from .items import ItemError, MCQAItem
@@ -64,7 +66,7 @@ _OWN_ARGS = {"solver", "generator", "direct_style", "direct_max_tokens", "regist
              "template_dir", "seed", "n_threads", "n_ctx", "channels", "budget", "fallback",
              "program_timeout", "program_memory_mb", "generator_max_tokens", "programs",
              "budget_matched", "journal", "chunk_size", "cache", "concurrency",
-             "solver_batch", "batch_wait_ms", "extractor", "sandbox"}
+             "solver_batch", "batch_wait_ms", "extractor", "sandbox", "retries", "retry_backoff"}
 CHANNEL_SETS = {"direct": ("direct",), "direct+assisted": ("direct", "assisted"),
                 "all": ("direct", "assisted")}
 _LM_EVAL_ARGS = {"batch_size", "max_batch_size", "device"}  # the CLI always passes these
@@ -117,8 +119,9 @@ class CGRLM(LM):
             self.solver_name, scoped["solver"], registry=self.registry, defaults=defaults)
         cache = own.get("cache") or own.get("journal")
         self.cache = None if not cache or str(cache) == "off" else ResponseCache(cache)
-        if self.cache is not None:
-            self.solver = CachedBackend(self.solver, self.cache)
+        self._retry = {"retries": int(own.get("retries", 2)),
+                       "backoff": float(own.get("retry_backoff", 1.0))}
+        self.solver = self._resilient(self.solver)
         self.generator_args = scoped["generator"]
         target = self.generator_args.get("pretrained") or self.generator_args.get("model")
         if target:  # "hf" alone would merge different generator models in reports
@@ -191,6 +194,11 @@ class CGRLM(LM):
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()
 
+    def _resilient(self, backend: Backend) -> Backend:
+        """Retries inside, the cache outside: only final answers are cached."""
+        backend = RetryingBackend(backend, **self._retry)
+        return backend if self.cache is None else CachedBackend(backend, self.cache)
+
     @property
     def generator(self) -> Backend:
         if self._generator is None:
@@ -200,8 +208,7 @@ class CGRLM(LM):
             else:
                 self._generator, _ = make_backend(name, self.generator_args,
                                                   registry=self.registry, defaults=self._defaults)
-                if self.cache is not None:
-                    self._generator = CachedBackend(self._generator, self.cache)
+                self._generator = self._resilient(self._generator)
         return self._generator
 
     # -- channels ------------------------------------------------------------------------------

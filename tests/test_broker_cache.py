@@ -146,3 +146,60 @@ def test_failures_are_not_cached(tmp_path):
     again = CachedBackend(EchoBackend(), cache)
     assert again.judge(["bad one", "fine"]) == ["judge failed", 0.75]
     assert (again.stats.hits, again.stats.misses) == (1, 1)
+
+
+# -- retries -------------------------------------------------------------------------------------
+class FlakyBackend(EchoBackend):
+    """Fails its first ``failures`` calls: as error values, or by raising."""
+
+    def __init__(self, failures, raising=False):
+        super().__init__()
+        self.failures, self.raising, self.calls = failures, raising, 0
+
+    def generate(self, requests, *, progress=False):
+        self.calls += 1
+        if self.calls <= self.failures:
+            if self.raising:
+                raise ConnectionError("connection reset")
+            return [Generation(None, "HTTP 503") for _ in requests]
+        return super().generate(requests)
+
+    def judge(self, prompts):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TimeoutError("read timed out")
+        return super().judge(prompts)
+
+
+@pytest.mark.parametrize("raising", [False, True])
+def test_a_transient_failure_is_retried_into_an_answer(raising):
+    from cgr_plugin.backends import RetryingBackend
+
+    flaky = FlakyBackend(failures=2, raising=raising)
+    backend = RetryingBackend(flaky, retries=2, backoff=0.01)
+    out = backend.generate([GenerationRequest("ab", 4), GenerationRequest("cd", 4)])
+    assert [g.text for g in out] == ["ba", "dc"] and flaky.calls == 3 and backend.retried == 4
+
+
+def test_a_lasting_failure_becomes_an_error_value_naming_the_retries():
+    from cgr_plugin.backends import RetryingBackend
+
+    backend = RetryingBackend(FlakyBackend(failures=99), retries=2, backoff=0.01)
+    (out,) = backend.generate([GenerationRequest("ab", 4)])
+    assert out.text is None and out.error == "HTTP 503 (after 2 retries)"
+    judged = RetryingBackend(FlakyBackend(failures=99), retries=1, backoff=0.01)
+    assert judged.judge(["x"]) == ["TimeoutError: read timed out (after 1 retries)"]
+
+
+def test_a_prompt_too_long_for_the_context_is_not_retried():
+    from cgr_plugin.backends import RetryingBackend
+
+    class TooLong(EchoBackend):
+        def generate(self, requests, *, progress=False):
+            self.batches.append(1)
+            return [Generation(None, "ValueError: Requested tokens (3000) exceed context window "
+                                     "of 2048") for _ in requests]
+
+    inner = TooLong()
+    (out,) = RetryingBackend(inner, retries=3, backoff=5).generate([GenerationRequest("x", 4)])
+    assert "exceed context window" in out.error and len(inner.batches) == 1
