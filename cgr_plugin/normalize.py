@@ -400,7 +400,8 @@ class Normalizer:
             return "label"
         if isinstance(raw, bool):
             return "invalid"
-        if isinstance(raw, str) and letters is not None and raw.strip().upper() in letters:
+        if isinstance(raw, str) and self.letters is not None \
+                and raw.strip().upper() in self.letters:
             return "letter"  # a gold written in the dataset's own letter scheme
         if isinstance(raw, int):
             if self.letters is not None and self.letters[0].isdigit():

@@ -57,8 +57,8 @@ class CGRTask(ConfigurableTask):
         pool = len(self.sampler.fewshot_docs()) - (1 if split == cfg.test_split else 0)
         if pool < num_fewshot:
             raise TaskConfigError(f"num_fewshot {num_fewshot} but split {split!r} has only "
-                                  f"{max(pool, 0)} items to show", source=source,
-                                  field="fewshot_split")
+                                  f"{max(pool, 0)} example{'s' if pool != 1 else ''} to show",
+                                  source=source, field="fewshot_split")
 
     def fewshot_context(self, doc: dict, num_fewshot: int, **kwargs: Any) -> Any:
         self._drawn = None

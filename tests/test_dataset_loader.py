@@ -271,7 +271,7 @@ def test_fewshot_without_a_split_or_with_too_few_examples_is_an_error(tmp_path, 
         task.build_all_requests(limit=1)
     task = _fewshot_task(tmp_path, write_jsonl, "fewshot_split: train\n")
     task.set_config(key="num_fewshot", value=5)
-    with pytest.raises(TaskConfigError, match="split 'train' has only 3 items"):
+    with pytest.raises(TaskConfigError, match="split 'train' has only 3 examples"):
         task.build_all_requests(limit=1)
 
 
