@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cgr_plugin.record import CGRRecord
+
 from .conftest import needs_llama, run_cli
 from .test_e2e_cli import DIRECT_ONLY, _results, _samples
 
@@ -68,10 +70,10 @@ def test_bad_data_row_is_a_clear_error(tmp_path, user_folder, write_jsonl):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 2
-    assert "toy.jsonl: item u2: field 'key'" in run.stderr
+    assert "toy.jsonl:line 2: item u2: field 'key'" in run.stderr
     run = run_cli("cgr-eval", "validate", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder))
-    assert run.returncode == 1 and "toy.jsonl: item u2: field 'key'" in run.stderr
+    assert run.returncode == 1 and "toy.jsonl:line 2: item u2: field 'key'" in run.stderr
 
 
 def test_bad_yaml_is_named_not_silently_missing(tmp_path, user_folder):
@@ -87,7 +89,8 @@ def test_unknown_dataset_key_names_file_and_key(tmp_path, user_folder):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 2
-    assert "cgr_usertoy.yaml: unknown key dataset_kwargs.shufle_seed" in run.stderr
+    assert ("cgr_usertoy.yaml:line 7: field 'dataset_kwargs.shufle_seed': unknown key; did you "
+            "mean fields.shuffle_seed?") in run.stderr
 
 
 def test_tag_selects_user_tasks(tmp_path, user_folder):
@@ -105,3 +108,59 @@ def test_user_task_of_the_same_name_overrides_the_packaged_one(tmp_path, user_fo
                   "--include_path", str(user_folder))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "ok    cgr_sciq: 3 items" in run.stdout
+
+
+CSV = """qid,text,opt1,opt2,opt3,correct,area
+s1,What colour is the sky on a clear day?,green,blue,red,2,sky
+s2,How many days are in a week?,5,7,9,2,time
+q1,Which planet is known as the Red Planet?,Venus,Mars,Jupiter,2,space
+q2,What gas do plants take in for photosynthesis?,Oxygen,Nitrogen,Carbon dioxide,3,biology
+q3,How many legs does a spider have?,6,8,10,2,biology
+"""
+DOCS_YAML = """task: my_mcqa
+class: !function cgr_plugin.task.CGRTask
+fewshot_split: train
+num_fewshot: 1
+dataset_kwargs:
+  data_files: {test: my_mcqa.csv, train: my_shots.csv}
+  letters: numbers
+  fields:
+    id: qid
+    question: text
+    choices: [opt1, opt2, opt3]
+    answer: correct
+    answer_format: letter
+    metadata: [area]
+"""
+
+
+def test_docs_example_folder_validates_and_runs(tmp_path):
+    """docs/datasets.md's worked example, in its own folder: CSV, numbered choices, one shot."""
+    folder = tmp_path / "my_mcqa"
+    folder.mkdir()
+    lines = CSV.splitlines(keepends=True)
+    (folder / "my_shots.csv").write_text("".join(lines[:3]))
+    (folder / "my_mcqa.csv").write_text(lines[0] + "".join(lines[3:]))
+    (folder / "my_mcqa.yaml").write_text(DOCS_YAML)
+    run = run_cli("cgr", "validate-dataset", "my_mcqa/my_mcqa.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        "my_mcqa/my_mcqa.yaml: task my_mcqa: test (test_split): 3 items, letters 1-3, 3 "
+        "choices; train (fewshot_split): 2 items, letters 1-3, 3 choices",
+        "my_mcqa/my_mcqa.yaml: ok"]
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args", "channels=direct",
+                  "--include_path", "my_mcqa", "--tasks", "my_mcqa", "--limit", "2",
+                  "--output_path", "out", "--log_samples", "--confirm_run_unsafe_code",
+                  cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 0.0 <= _results(tmp_path / "out")["results"]["my_mcqa"]["acc,direct"] <= 1.0
+    samples = _samples(tmp_path / "out", "my_mcqa")
+    assert [s["target"] for s in samples] == ["2", "3"]
+    for sample in samples:
+        assert sample["doc"]["letters"] == ["1", "2", "3"]
+        record = CGRRecord.from_json(sample["resps"][0][0])
+        prompt = record.direct.prompt
+        assert prompt.count("Question:") == 2  # one solved example, then the item
+        assert "\nAnswer: 2\n\nQuestion:" in prompt
+        assert prompt.endswith("the number of the correct option (1, 2, 3) only.")
+        assert record.direct.status in ("ok", "invalid")
