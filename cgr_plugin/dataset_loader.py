@@ -454,6 +454,7 @@ def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalize
              problems: Problems, letters: tuple[str, ...] | None) -> list[MCQAItem]:
     items: list[MCQAItem] = []
     first_seen: dict[str, str] = {}
+    id_field = (normalizer.mapping.id if normalizer is not None else None) or "id"
     index = 0
     for where, row in rows:
         if isinstance(row, ItemError):
@@ -470,7 +471,7 @@ def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalize
             continue
         if item.id in first_seen:
             problems.add(ItemError(f"duplicate id (first at {first_seen[item.id]})",
-                                   source=source, line=where, item=item.id, field="id"))
+                                   source=source, line=where, item=item.id, field=id_field))
             continue
         first_seen[item.id] = where
         if len(set(item.choices)) < len(item.choices):

@@ -68,7 +68,7 @@ def test_every_bad_row_is_reported_with_line_item_and_field(tmp_path):
     data = tmp_path / "my_mcqa.jsonl"
     report, lines = lines_of(path)
     assert lines[:-2] == [
-        f"{data}:line 2: item u1: field 'id': duplicate id (first at line 1)",
+        f"{data}:line 2: item u1: field 'uid': duplicate id (first at line 1)",
         f"{data}:line 3: item u3: field 'options': needs at least two choices, got 1",
         f"{data}:line 4: item u4: field 'options': choice 1 must be a non-empty string, got ''",
         f"{data}:line 5: item u5: field 'key': gold 'E' (letter) does not name one of 2 "
@@ -248,7 +248,7 @@ def test_cli_on_a_good_and_a_bad_dataset(tmp_path):
                   cwd=tmp_path, env=env)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stdout.splitlines()[-3:] == [
-        "bad/my_mcqa.jsonl:line 3: item u1: field 'id': duplicate id (first at line 1)",
+        "bad/my_mcqa.jsonl:line 3: item u1: field 'uid': duplicate id (first at line 1)",
         "bad/my_mcqa.yaml: task my_mcqa: test (test_split): 1 item, letters A-D, 4 choices",
         "bad/my_mcqa.yaml: 2 problems",
     ]
