@@ -6,7 +6,8 @@ import pytest
 
 from cgr_plugin.record import CGRRecord
 
-from .conftest import needs_llama, run_cli
+from .conftest import REPO, needs_llama, run_cli
+from .test_docs_datasets import write_doc_files
 from .test_e2e_cli import DIRECT_ONLY, _results, _samples
 
 pytestmark = [pytest.mark.slow, needs_llama]
@@ -110,51 +111,25 @@ def test_user_task_of_the_same_name_overrides_the_packaged_one(tmp_path, user_fo
     assert "ok    cgr_sciq: 3 items" in run.stdout
 
 
-CSV = """qid,text,opt1,opt2,opt3,correct,area
-s1,What colour is the sky on a clear day?,green,blue,red,2,sky
-s2,How many days are in a week?,5,7,9,2,time
-q1,Which planet is known as the Red Planet?,Venus,Mars,Jupiter,2,space
-q2,What gas do plants take in for photosynthesis?,Oxygen,Nitrogen,Carbon dioxide,3,biology
-q3,How many legs does a spider have?,6,8,10,2,biology
-"""
-DOCS_YAML = """task: my_mcqa
-class: !function cgr_plugin.task.CGRTask
-fewshot_split: train
-num_fewshot: 1
-dataset_kwargs:
-  data_files: {test: my_mcqa.csv, train: my_shots.csv}
-  letters: numbers
-  fields:
-    id: qid
-    question: text
-    choices: [opt1, opt2, opt3]
-    answer: correct
-    answer_format: letter
-    metadata: [area]
-"""
-
 
 def test_docs_example_folder_validates_and_runs(tmp_path):
-    """docs/datasets.md's worked example, in its own folder: CSV, numbered choices, one shot."""
-    folder = tmp_path / "my_mcqa"
-    folder.mkdir()
-    lines = CSV.splitlines(keepends=True)
-    (folder / "my_shots.csv").write_text("".join(lines[:3]))
-    (folder / "my_mcqa.csv").write_text(lines[0] + "".join(lines[3:]))
-    (folder / "my_mcqa.yaml").write_text(DOCS_YAML)
-    run = run_cli("cgr", "validate-dataset", "my_mcqa/my_mcqa.yaml", cwd=tmp_path)
+    """docs/datasets.md's CSV example (numbered options, one shot from a train split), written
+    from the docs into its own folder, validated and run as the docs say."""
+    write_doc_files(tmp_path)
+    run = run_cli("cgr", "validate-dataset", "numbered/my_numbered.yaml", cwd=tmp_path,
+                  env={"PYTHONPATH": str(REPO)})
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.splitlines() == [
-        "my_mcqa/my_mcqa.yaml: task my_mcqa: test (test_split): 3 items, letters 1-3, 3 "
-        "choices; train (fewshot_split): 2 items, letters 1-3, 3 choices",
-        "my_mcqa/my_mcqa.yaml: ok"]
+        "numbered/my_numbered.yaml: task my_numbered: test (test_split): 2 items, letters 1-3, "
+        "3 choices; train (fewshot_split): 1 item, letters 1-3, 3 choices",
+        "numbered/my_numbered.yaml: ok"]
     run = run_cli("cgr-eval", "--model", "cgr", "--model_args", "channels=direct",
-                  "--include_path", "my_mcqa", "--tasks", "my_mcqa", "--limit", "2",
+                  "--include_path", "numbered", "--tasks", "my_numbered", "--limit", "2",
                   "--output_path", "out", "--log_samples", "--confirm_run_unsafe_code",
                   cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert 0.0 <= _results(tmp_path / "out")["results"]["my_mcqa"]["acc,direct"] <= 1.0
-    samples = _samples(tmp_path / "out", "my_mcqa")
+    assert 0.0 <= _results(tmp_path / "out")["results"]["my_numbered"]["acc,direct"] <= 1.0
+    samples = _samples(tmp_path / "out", "my_numbered")
     assert [s["target"] for s in samples] == ["2", "3"]
     for sample in samples:
         assert sample["doc"]["letters"] == ["1", "2", "3"]
