@@ -176,7 +176,8 @@ def _delimited_rows(text: str, delimiter: str, source: str
         if not record or (len(record) == 1 and not record[0].strip()):
             continue
         if len(record) != len(header):
-            yield where, ItemError(f"{len(record)} values for {len(header)} columns",
+            yield where, ItemError(f"{len(record)} value{'s' if len(record) != 1 else ''} "
+                                   f"for {len(header)} columns",
                                    source=source, line=where)
             continue
         yield where, dict(zip(header, record, strict=True))
@@ -230,6 +231,7 @@ class DatasetSpec:
     splits: dict[str, str] = field(default_factory=dict)  # SPLIT_KEYS entry -> split name
     readable: bool = True  # False when rows cannot be read (no files, a broken mapping)
     declared: list[str] = field(default_factory=list)  # data_files splits, found or not
+    bad_split_keys: set[str] = field(default_factory=set)  # split keys with a non-name value
     _hub_data: Any = None
 
     def normalizer(self, split: str) -> Normalizer | None:
@@ -339,6 +341,8 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
                 unsupported = data_file_problem(path)
                 if unsupported:
                     bad(unsupported, "data_files", str(split))
+                elif path.is_dir():
+                    bad(f"{path} is a folder; name a data file", "data_files", str(split))
                 elif not path.is_file():
                     bad(f"no such file {path}" + (f" (relative to {base})" if base else ""),
                         "data_files", str(split))
@@ -393,6 +397,7 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
         value = task.get(key)
         if value is not None and not isinstance(value, str):
             bad(f"must be a split name, got {value!r}", key, top=True)
+            spec.bad_split_keys.add(key)
         elif value is not None:
             spec.splits[key] = value
     return spec
@@ -403,7 +408,7 @@ def check_splits(spec: DatasetSpec, available: list[str], problems: Problems,
     """Each of test_split, validation_split, training_split, fewshot_split names a split."""
     if not available:
         return
-    if "test_split" not in spec.splits and "validation_split" not in spec.splits:
+    if not ({"test_split", "validation_split"} & (set(spec.splits) | spec.bad_split_keys)):
         problems.add(TaskConfigError(
             f"no split to evaluate: set test_split (splits here: {', '.join(available)})",
             source=spec.where, field="test_split"))
@@ -455,8 +460,9 @@ def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalize
     items: list[MCQAItem] = []
     first_seen: dict[str, str] = {}
     id_field = (normalizer.mapping.id if normalizer is not None else None) or "id"
-    index = 0
+    index = seen = 0
     for where, row in rows:
+        seen += 1
         if isinstance(row, ItemError):
             problems.add(row.located(source=source, line=where))
             continue
@@ -478,7 +484,7 @@ def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalize
             problems.warn(ItemError("two choices have the same text", source=source,
                                     line=where, item=item.id, field="choices"))
         items.append(item)
-    if index == 0:
+    if seen == 0:
         problems.add(ItemError("data file holds no items", source=source))
     return items
 

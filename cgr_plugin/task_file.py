@@ -50,9 +50,14 @@ class TaskFile:
     uses_cgr: bool = False
 
     def line(self, *keys: str) -> str | None:
-        """``line N`` of a key path written in this file, or None."""
-        number = self.lines.get(tuple(str(k) for k in keys))
-        return f"line {number}" if number is not None else None
+        """``line N`` of a key path written in this file (or of its nearest written parent,
+        as for ``data_files: x.jsonl`` standing for ``{test: x.jsonl}``), or None."""
+        path = tuple(str(k) for k in keys)
+        while path:
+            if path in self.lines:
+                return f"line {self.lines[path]}"
+            path = path[:-1]
+        return None
 
     @property
     def dataset_kwargs(self) -> dict[str, Any]:
@@ -61,17 +66,20 @@ class TaskFile:
 
 
 def _key_lines(node: yaml.Node, prefix: tuple[str, ...], out: dict[tuple[str, ...], int],
-               functions: list[tuple[tuple[str, ...], str, int]]) -> None:
+               functions: list[tuple[tuple[str, ...], str, int]],
+               repeated: list[tuple[tuple[str, ...], int, int]]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = (*prefix, str(key_node.value))
+            if path in out:  # YAML keeps the last silently
+                repeated.append((path, out[path], key_node.start_mark.line + 1))
             out.setdefault(path, key_node.start_mark.line + 1)
-            _key_lines(value_node, path, out, functions)
+            _key_lines(value_node, path, out, functions, repeated)
     elif isinstance(node, yaml.SequenceNode):
         for i, child in enumerate(node.value):
             path = (*prefix, str(i))
             out.setdefault(path, child.start_mark.line + 1)
-            _key_lines(child, path, out, functions)
+            _key_lines(child, path, out, functions, repeated)
     elif isinstance(node, yaml.ScalarNode) and node.tag == "!function":
         functions.append((prefix, str(node.value), node.start_mark.line + 1))
 
@@ -115,7 +123,11 @@ def read_task_file(path: Path, problems: Problems) -> TaskFile | None:
         return None
     lines: dict[tuple[str, ...], int] = {}
     functions: list[tuple[tuple[str, ...], str, int]] = []
-    _key_lines(root, (), lines, functions)
+    repeated: list[tuple[tuple[str, ...], int, int]] = []
+    _key_lines(root, (), lines, functions, repeated)
+    for keys, first, again in repeated:
+        bad(f"key given twice (lines {first} and {again}); YAML keeps the last one", keys,
+            again)
 
     resolve = True
     for keys, dotted, line in functions:

@@ -60,6 +60,8 @@ def validate_task_yaml(path: Path) -> Report:
     task = task_file.config.get("task")
     report.task = task if isinstance(task, str) else None
     if not task_file.uses_cgr:
+        if any(err.field == "class" for err in problems.errors):
+            return report  # the class could not be imported: that is the problem
         problems.add(TaskConfigError(
             "this task does not load its data with cgr-plugin; add "
             "'class: !function cgr_plugin.task.CGRTask' (see docs/datasets.md)",

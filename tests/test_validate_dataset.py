@@ -175,12 +175,19 @@ def test_letter_schemes_in_the_summary_and_in_gold_checks(tmp_path):
     ("class: !function cgr_plugin.task.CGRTask\ndataset_kwargs: {data_files: x.jsonl}\n",
      ": no 'task:' key"),
     (HEAD, ": the data needs exactly one of dataset_kwargs.data_files"),
+    ("task: t\ntask: u\n", ":line 2: field 'task': key given twice (lines 1 and 2)"),
+    ("include: nowhere.yaml\ntask: t\n", ":line 1: field 'include': cannot load"),
+    (HEAD + "dataset_kwargs: [1]\n", ":line 3: field 'dataset_kwargs': must be a mapping"),
+    (HEAD + "dataset_kwargs: {data_files: x.jsonl, fields: question}\n",
+     ":line 3: field 'dataset_kwargs.fields': 'fields' must be a mapping, got str"),
+    (HEAD + "num_fewshot: two\n", ":line 3: field 'num_fewshot': must be a whole number"),
 ])
 def test_malformed_yaml_is_a_message_not_a_traceback(tmp_path, text, expected):
     path = tmp_path / "t.yaml"
     path.write_text(text)
     _, lines = lines_of(path)
-    assert lines[0].startswith(f"{path}{expected}"), lines
+    assert any(line.startswith(f"{path}{expected}") for line in lines), lines
+    assert lines[-1].endswith(" problem") or lines[-1].endswith(" problems")
 
 
 def test_csv_tsv_and_parquet_rows_are_checked(tmp_path):
@@ -254,3 +261,21 @@ def test_cli_on_a_good_and_a_bad_dataset(tmp_path):
     ]
     assert ("bad/my_mcqa.jsonl:line 2: item u2: field 'key': gold 'Z' (letter) does not name "
             "one of 3 choices; the letters are A, B, C") in run.stdout
+
+
+def test_unreadable_data_files_are_messages(tmp_path):
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "x.jsonl.gz").write_bytes(b"not gzip")
+    (tmp_path / "d.json").write_text('{"a": 1}')
+    (tmp_path / "adir.jsonl").mkdir()
+    path = dataset(tmp_path, rows=None, body="dataset_kwargs:\n  data_files: {test: bin.jsonl, "
+                   "train: x.jsonl.gz, dev: d.json, other: adir.jsonl}\n")
+    _, lines = lines_of(path)
+    assert lines[0] == (f"{path}:line 4: field 'dataset_kwargs.data_files.other': "
+                        f"{tmp_path / 'adir.jsonl'} is a folder; name a data file")
+    assert lines[1].startswith(f"{tmp_path / 'bin.jsonl'}: cannot read data file: 'utf-8' codec")
+    assert lines[2].startswith(f"{tmp_path / 'x.jsonl.gz'}: cannot read data file: Not a "
+                               "gzipped file")
+    assert lines[3] == (f"{tmp_path / 'd.json'}: a .json data file must hold a list of objects "
+                        "(or JSON lines)")
+    assert lines[-1] == f"{path}: 4 problems"
