@@ -22,7 +22,7 @@ from typing import Any
 
 from ._paths import DATA_DIR
 from .items import ItemError, MCQAItem
-from .normalize import FieldMapping, Normalizer, did_you_mean, parse_letters
+from .normalize import FieldMapping, Normalizer, closest, did_you_mean, parse_letters
 
 __all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "Problems", "TaskConfigError",
            "dataset_spec", "iter_rows", "load_mcqa_dataset", "read_items", "read_rows",
@@ -232,6 +232,7 @@ class DatasetSpec:
     readable: bool = True  # False when rows cannot be read (no files, a broken mapping)
     declared: list[str] = field(default_factory=list)  # data_files splits, found or not
     bad_split_keys: set[str] = field(default_factory=set)  # split keys with a non-name value
+    hub_line: str | None = None  # where dataset_path is in the YAML
     _hub_data: Any = None
 
     def normalizer(self, split: str) -> Normalizer | None:
@@ -265,7 +266,7 @@ def _load_hub(spec: DatasetSpec, problems: Problems) -> Any:
             + f" with datasets.load_dataset: {type(err).__name__}: {err}. Without network "
             "access to the Hugging Face hub, download the data once and point "
             "dataset_kwargs.data_files at the files", source=spec.where,
-            field="dataset_path", line=spec.hub.get("line")))
+            field="dataset_path", line=spec.hub_line))
         return False
     if not isinstance(data, Mapping):  # a single split
         data = {"test": data}
@@ -292,8 +293,8 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
         if key in DATASET_KWARGS:
             continue
         mapping_keys = [f.name for f in fields(FieldMapping)]
-        hint = did_you_mean(str(key), [*DATASET_KWARGS, *mapping_keys])
-        close = hint.split("'")[1] if hint else None
+        close = closest(str(key), [*DATASET_KWARGS, *mapping_keys])
+        hint = f"; did you mean {close!r}?" if close else ""
         if close in mapping_keys:
             hint = f"; did you mean fields.{close}? (it belongs under dataset_kwargs.fields)"
         bad(f"unknown key{hint} (allowed: {', '.join(DATASET_KWARGS)}; see docs/datasets.md)",
@@ -360,8 +361,8 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
         revision = options.get("revision")
         if revision is not None and not isinstance(revision, str):
             bad(f"must be a string, got {revision!r}", "revision")
-        spec.hub = {"path": hub_path, "name": hub_name, "revision": revision,
-                    "line": line_of("dataset_path")}
+        spec.hub = {"path": hub_path, "name": hub_name, "revision": revision}
+        spec.hub_line = line_of("dataset_path")
     if kind != "hub" and "revision" in options:
         bad("revision applies to a dataset_path (hub) dataset only", "revision")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from .items import LETTERS, ItemError, MCQAItem, field_problems
 
-__all__ = ["ANSWER_FORMATS", "LETTER_SCHEMES", "FieldMapping", "Normalizer", "did_you_mean",
-           "parse_letters"]
+__all__ = ["ANSWER_FORMATS", "LETTER_SCHEMES", "FieldMapping", "Normalizer", "closest",
+           "did_you_mean", "parse_letters"]
 
 ANSWER_FORMATS = ("auto", "letter", "index", "index1", "label", "text", "one_hot")
 # Named letter schemes; a list of labels is a scheme of its own.
@@ -29,10 +29,16 @@ LETTER_SCHEMES: dict[str, tuple[str, ...]] = {
 _MISSING = object()
 
 
+def closest(word: str, options: Sequence[str]) -> str | None:
+    """The option closest to a misspelt ``word``, if any is close."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, options: Sequence[str]) -> str:
     """``; did you mean 'x'?`` for a close match among ``options``, else an empty string."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(word, options)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def parse_letters(value: Any) -> tuple[tuple[str, ...] | None, str | None]:
