@@ -276,6 +276,12 @@ def _cmd_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate_dataset(args: argparse.Namespace) -> int:
+    from .validate import validate_main
+
+    return validate_main(args.yamls, show_all=args.all)
+
+
 def cgr_main(argv: Sequence[str] | None = None) -> None:
     """``cgr``: bundle rebuilds, model files, and the lm-eval opt-in."""
     parser = argparse.ArgumentParser(
@@ -284,6 +290,7 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
         epilog=textwrap.dedent("""\
             examples:
               cgr path                         # task folder, for lm_eval --include_path
+              cgr validate-dataset my_tasks/my_mcqa.yaml   # every problem of a dataset YAML
               cgr models                       # registered solver/generator models
               cgr fetch-model qwen2.5-coder-1.5b
               cgr bundle --source ../shared/data --check
@@ -336,6 +343,22 @@ def cgr_main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_plugins)
     sub.add_parser("path", help="print the packaged task folder").set_defaults(func=_cmd_path)
+    p = sub.add_parser(
+        "validate-dataset", help="check dataset task YAMLs and every row of their data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check each task YAML (keys, field mapping, splits, few-shot, letters) and "
+                    "read every row of every split; print every problem as FILE:line N: item "
+                    "ID: field 'X': message, then a summary. Exit status 1 when any problem was "
+                    "found. Schema: docs/datasets.md.",
+        epilog=textwrap.dedent("""\
+            examples:
+              cgr validate-dataset my_tasks/my_mcqa.yaml
+              cgr validate-dataset my_tasks/*.yaml --all
+            """))
+    p.add_argument("yamls", nargs="+", metavar="FILE.yaml", help="task YAML files")
+    p.add_argument("--all", action="store_true",
+                   help="print every repeat of a problem (default: 5, then a count)")
+    p.set_defaults(func=_cmd_validate_dataset)
     args = parser.parse_args(argv)
     try:
         sys.exit(args.func(args))

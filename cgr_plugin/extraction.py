@@ -12,6 +12,9 @@ Rules, in order (each only accepts letters of this item's choices):
 3. a reply that is exactly one option's text (case and surrounding punctuation ignored).
 
 Anything else is ``None``: a leading "A" that is an article, a list of letters, a hedge.
+
+Items with another letter scheme (``1, 2, 3``, or labels of the dataset's own) follow the same
+rules with their labels in place of A-Z.
 """
 
 from __future__ import annotations
@@ -19,19 +22,51 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["Extraction", "extract_letter"]
 
-_EXPLICIT = re.compile(
-    r"(?i:\banswer\b)\s*(?:(?i:is|would be|should be)\s*)?[:\-=]?\s*\**\s*"
-    r"[\(\[]?\s*(?P<letter>[A-Z])\s*[\)\]]?(?![A-Za-z0-9])"
-)
-_LEADING = re.compile(r"\A[\(\[]?(?P<letter>[A-Z])[\)\]]?(?P<sep>[.:]?)(?P<body>.*)\Z", re.S)
-_HEDGE = re.compile(r"\s*[\)\]]?\s*(?:,|/|&|\bor\b|\band\b)\s*[\(\[]?([A-Z])(?![A-Za-z])")
 _NEGATED = re.compile(r"\s*[\)\]]?\s*(?:is|was|are|seems)\s+(?:wrong|incorrect|not|false)\b",
                       re.I)
-_OTHER_LABEL = re.compile(r"(?<![A-Za-z])([A-Z])(?:[.)\]]|$)")
 _PUNCT = re.compile(r"[\W_]+")
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    explicit: re.Pattern[str]
+    leading: re.Pattern[str]
+    hedge: re.Pattern[str]
+    other_label: re.Pattern[str]
+
+
+def _compile(token: str, custom: bool, digits: bool) -> _Patterns:
+    """The rules' patterns for one kind of label: ``[A-Z]`` for letters, or the item's own
+    labels (``1``, ``2``, ...; ``IV``) as alternatives. A digit label never continues into a
+    number ("12" is not label 1, "1.5" is not label 1 followed by "5")."""
+    after = r"(?![0-9])" if digits else ""
+    word = "A-Za-z0-9" if custom else "A-Za-z"  # what may not touch a label
+    return _Patterns(
+        explicit=re.compile(
+            r"(?i:\banswer\b)\s*(?:(?i:is|would be|should be)\s*)?[:\-=]?\s*\**\s*"
+            rf"[\(\[]?\s*(?P<letter>{token})\s*[\)\]]?(?![A-Za-z0-9])"),
+        leading=re.compile(
+            rf"\A[\(\[]?(?P<letter>{token}){after}[\)\]]?(?P<sep>[.:]?){after}(?P<body>.*)\Z",
+            re.S),
+        hedge=re.compile(r"\s*[\)\]]?\s*(?:,|/|&|\bor\b|\band\b)\s*[\(\[]?"
+                         rf"({token})(?![{word}])"),
+        other_label=re.compile(rf"(?<![{word}])({token})(?:[.)\]]|$)"),
+    )
+
+
+_LETTER_PATTERNS = _compile("[A-Z]", custom=False, digits=False)
+
+
+@lru_cache(maxsize=64)
+def _patterns(letters: tuple[str, ...]) -> _Patterns:
+    if all(len(x) == 1 and "A" <= x <= "Z" for x in letters):
+        return _LETTER_PATTERNS
+    token = "|".join(re.escape(x) for x in sorted(letters, key=len, reverse=True))
+    return _compile(f"(?:{token})", custom=True, digits=any(x[-1:].isdigit() for x in letters))
 
 
 @dataclass(frozen=True)
@@ -61,15 +96,16 @@ def extract_letter(text: str | None, letters: Sequence[str],
     if not text or not text.strip():
         return Extraction(None, "none")
     valid = set(letters)
+    rules = _patterns(tuple(letters))
     explicit: list[tuple[str, int]] = []  # (letter, line number)
-    for match in _EXPLICIT.finditer(text):
+    for match in rules.explicit.finditer(text):
         letter = match.group("letter")
         if letter not in valid:
             continue
         rest = text[match.end():].split("\n", 1)[0]
         if _NEGATED.match(rest):
             continue  # "answer A is wrong"
-        other = _HEDGE.match(rest)
+        other = rules.hedge.match(rest)
         if other and other.group(1) in valid:
             return Extraction(None, "none")  # "Answer: B or C"
         if choices is not None:
@@ -85,14 +121,14 @@ def extract_letter(text: str | None, letters: Sequence[str],
 
     reply = text.strip()
     first_line = reply.splitlines()[0].strip()
-    match = _LEADING.match(first_line)
+    match = rules.leading.match(first_line)
     if match and match.group("letter") in valid:
         letter, body = match.group("letter"), match.group("body")
         if not body.strip(" *"):  # the first line is the letter alone
             return Extraction(letter, "letter")
         labelled = bool(match.group("sep")) or first_line[1:2] in ")]" or first_line[:1] in "(["
         named = _options_named(body, letters, choices) if choices is not None else set()
-        others = {m.group(1) for m in _OTHER_LABEL.finditer(body)} & valid - {letter}
+        others = {m.group(1) for m in rules.other_label.finditer(body)} & valid - {letter}
         if labelled and not others and (not named or letter in named):
             return Extraction(letter, "letter")  # "B. wind speed", "B) 51", "(C) because ..."
         if body[:1].isspace() and letter in named:

@@ -71,3 +71,17 @@ def test_patched_task_manager_adds_packaged_tasks_to_user_paths(tmp_path):
     FakeManager(include_path=f"{tmp_path}:/other")
     assert seen["include_path"] == [str(TASKS_DIR), str(tmp_path), "/other"]
     assert seen["include_defaults"] is True
+
+
+def test_cgr_validate_dataset_exit_codes(tmp_path, capsys):
+    (tmp_path / "d.jsonl").write_text('{"question": "Q?", "choices": ["a", "b"], "answer": "B"}\n')
+    good = tmp_path / "good.yaml"
+    good.write_text("task: good\nclass: !function cgr_plugin.task.CGRTask\n"
+                    "dataset_kwargs: {data_files: d.jsonl}\n")
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["validate-dataset", str(good)])
+    assert done.value.code == 0 and capsys.readouterr().out.endswith(f"{good}: ok\n")
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["validate-dataset", str(good), str(tmp_path / "none.yaml")])
+    assert done.value.code == 1
+    assert f"{tmp_path / 'none.yaml'}: 1 problem" in capsys.readouterr().out

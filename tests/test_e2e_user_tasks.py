@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import needs_llama, run_cli
+from cgr_plugin.record import CGRRecord
+
+from .conftest import REPO, needs_llama, run_cli
+from .test_docs_datasets import write_doc_files
 from .test_e2e_cli import DIRECT_ONLY, _results, _samples
 
 pytestmark = [pytest.mark.slow, needs_llama]
@@ -68,10 +71,10 @@ def test_bad_data_row_is_a_clear_error(tmp_path, user_folder, write_jsonl):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 2
-    assert "toy.jsonl: item u2: field 'key'" in run.stderr
+    assert "toy.jsonl:line 2: item u2: field 'key'" in run.stderr
     run = run_cli("cgr-eval", "validate", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder))
-    assert run.returncode == 1 and "toy.jsonl: item u2: field 'key'" in run.stderr
+    assert run.returncode == 1 and "toy.jsonl:line 2: item u2: field 'key'" in run.stderr
 
 
 def test_bad_yaml_is_named_not_silently_missing(tmp_path, user_folder):
@@ -87,7 +90,8 @@ def test_unknown_dataset_key_names_file_and_key(tmp_path, user_folder):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_usertoy",
                   "--include_path", str(user_folder), *DIRECT_ONLY, cwd=tmp_path)
     assert run.returncode == 2
-    assert "cgr_usertoy.yaml: unknown key dataset_kwargs.shufle_seed" in run.stderr
+    assert ("cgr_usertoy.yaml:line 7: field 'dataset_kwargs.shufle_seed': unknown key; did you "
+            "mean fields.shuffle_seed?") in run.stderr
 
 
 def test_tag_selects_user_tasks(tmp_path, user_folder):
@@ -105,3 +109,33 @@ def test_user_task_of_the_same_name_overrides_the_packaged_one(tmp_path, user_fo
                   "--include_path", str(user_folder))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "ok    cgr_sciq: 3 items" in run.stdout
+
+
+
+def test_docs_example_folder_validates_and_runs(tmp_path):
+    """docs/datasets.md's CSV example (numbered options, one shot from a train split), written
+    from the docs into its own folder, validated and run as the docs say."""
+    write_doc_files(tmp_path)
+    run = run_cli("cgr", "validate-dataset", "numbered/my_numbered.yaml", cwd=tmp_path,
+                  env={"PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        "numbered/my_numbered.yaml: task my_numbered: test (test_split): 2 items, letters 1-3, "
+        "3 choices; train (fewshot_split): 1 item, letters 1-3, 3 choices",
+        "numbered/my_numbered.yaml: ok"]
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args", "channels=direct",
+                  "--include_path", "numbered", "--tasks", "my_numbered", "--limit", "2",
+                  "--output_path", "out", "--log_samples", "--confirm_run_unsafe_code",
+                  cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 0.0 <= _results(tmp_path / "out")["results"]["my_numbered"]["acc,direct"] <= 1.0
+    samples = _samples(tmp_path / "out", "my_numbered")
+    assert [s["target"] for s in samples] == ["2", "3"]
+    for sample in samples:
+        assert sample["doc"]["letters"] == ["1", "2", "3"]
+        record = CGRRecord.from_json(sample["resps"][0][0])
+        prompt = record.direct.prompt
+        assert prompt.count("Question:") == 2  # one solved example, then the item
+        assert "\nAnswer: 2\n\nQuestion:" in prompt
+        assert prompt.endswith("the number of the correct option (1, 2, 3) only.")
+        assert record.direct.status in ("ok", "invalid")

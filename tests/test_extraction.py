@@ -67,3 +67,20 @@ def test_rule_is_reported():
 def test_more_than_four_letters():
     letters = tuple("ABCDEFGH")
     assert extract_letter("Answer: G", letters).letter == "G"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Answer: 2", "2"), ("2", "2"), ("(3)", "3"), ("4. 7", "4"), ("1) 10", "1"),
+    ("12", "2"),            # the text of option 2, not label 1
+    ("1.5", "3"),           # the text of option 3, not label 1
+    ("Answer: 12", None), ("Answer: 1 or 2", None), ("5", None),
+])
+def test_number_labels(text, expected):
+    assert extract_letter(text, ("1", "2", "3", "4"), ("10", "12", "1.5", "7")).letter == expected
+
+
+def test_custom_labels():
+    labels, options = ("I", "II", "III", "IV"), ("a", "b", "c", "d")
+    assert extract_letter("Answer: IV", labels, options).letter == "IV"
+    assert extract_letter("III. c", labels, options).letter == "III"
+    assert extract_letter("Answer: V", labels, options).letter is None

@@ -58,3 +58,25 @@ def test_duplicate_ids_are_reported_with_source():
     with pytest.raises(ItemError) as info:
         check_unique_ids([make(), make()], source="data.jsonl")
     assert str(info.value) == "data.jsonl: item q1: field 'id': duplicate id"
+
+
+def test_letter_schemes_and_examples_round_trip():
+    shot = make(id="s1", answer="3", letters=("1", "2", "3"))
+    item = make(letters=("1", "2", "3"), answer="2", examples=(shot,))
+    assert item.answer_index == 1 and not item.default_letters
+    assert item.to_json()["letters"] == ["1", "2", "3"]
+    assert item.to_json()["examples"][0]["id"] == "s1"
+    assert MCQAItem.from_json(item.to_json()) == item
+    assert MCQAItem.from_doc(item.to_doc()) == item
+    assert "letters" not in make().to_json() and "examples_json" not in make().to_doc()
+
+
+@pytest.mark.parametrize("letters, words", [
+    (("1", "2"), "2 letters for 3 choices"),
+    (("a", "b", "c"), "upper-casing leaves unchanged"),
+    (("X", "X", "Y"), "repeat a label"),
+])
+def test_bad_letter_schemes_are_rejected(letters, words):
+    with pytest.raises(ItemError, match=words) as info:
+        make(letters=letters, answer=letters[0])
+    assert info.value.field == "letters"

@@ -118,3 +118,54 @@ def test_bad_one_hot_gold_names_the_field(marks):
 def test_numeric_text_gold_matches_numeric_choices():
     row = {"question": "2 * 6?", "choices": [10, 12, 14], "gold": 12}
     assert normalize(row, answer="gold", answer_format="text").answer == "B"
+
+
+def test_a_row_reports_every_problem_it_has():
+    row = {"uid": "q9", "choices": ["a", "", 3.5, None], "answer": 9, "extra": 1}
+    mapping = FieldMapping.from_config({"id": "uid", "context": "passage"})
+    item, problems = Normalizer("toy", mapping).check(row, 0)
+    assert item is None
+    found = {(p.item, p.field, p.reason.split(",")[0]) for p in problems}
+    assert ("q9", "question", "missing required field for question") in found
+    assert ("q9", "choices", "choice 3 must be a string") in found
+    assert ("q9", "passage", "field mapped to context missing from row") in found
+
+
+def test_item_checks_are_named_by_the_row_field():
+    row = {"stem": "Q?", "opts": ["only"], "key": 0}
+    _, problems = Normalizer("toy", FieldMapping.from_config(
+        {"question": "stem", "choices": "opts", "answer": "key"})).check(row, 0)
+    assert [(p.field, p.reason) for p in problems] == [
+        ("opts", "needs at least two choices, got 1")]
+
+
+def test_mapping_reports_every_problem_and_suggests_names():
+    mapping, problems = FieldMapping.parse(
+        {"quesiton": "q", "answer_format": "leter", "shuffle_seed": "x"}, source="t.yaml")
+    assert mapping is None
+    messages = [str(p) for p in problems]
+    assert messages[0] == ("t.yaml: field 'fields.quesiton': unknown key; did you mean "
+                           "'question'? (allowed: answer, answer_format, choices, context, id, "
+                           "labels, metadata, payload, question, shuffle_seed)")
+    assert "did you mean 'letter'?" in messages[1] and "shuffle_seed" in messages[2]
+    mapping, problems = FieldMapping.parse({"quesiton": "q"})
+    assert mapping == FieldMapping() and len(problems) == 1  # unknown keys alone: still usable
+
+
+@pytest.mark.parametrize("gold, fmt, expected", [
+    ("3", "auto", "3"), (3, "index1", "3"), (2, "index", "3"), ("3", "letter", "3"),
+])
+def test_numbers_scheme_reads_golds(gold, fmt, expected):
+    row = {"question": "Q?", "choices": ["a", "b", "c"], "answer": gold}
+    normalizer = Normalizer("toy", FieldMapping.from_config({"answer_format": fmt}),
+                            letters=tuple(str(i) for i in range(1, 10)))
+    item = normalizer(row, 0)
+    assert (item.answer, item.letters) == (expected, ("1", "2", "3"))
+
+
+def test_numbers_scheme_refuses_to_guess_an_integer_gold():
+    row = {"question": "Q?", "choices": ["a", "b", "c"], "answer": 2}
+    with pytest.raises(ItemError, match="set fields.answer_format to index"):
+        Normalizer("toy", letters=("1", "2", "3", "4"))(row, 0)
+    with pytest.raises(ItemError, match="but the letter scheme has only 2 labels"):
+        Normalizer("toy", letters=("X", "Y"))({**row, "answer": "X"}, 0)

@@ -39,3 +39,23 @@ def test_missing_and_malformed_templates(tmp_path):
     (tmp_path / "bad.j2").write_text("{% for x in %}")
     with pytest.raises(TemplateError, match="bad.j2:1"):
         render("bad.j2", [tmp_path], item=ITEM)
+
+
+def test_fewshot_examples_come_first_with_their_answers():
+    shot = MCQAItem(id="s", dataset="toy", question="Which can fly?", choices=("crow", "newt"),
+                    answer="A")
+    item = MCQAItem(id="q", dataset="toy", question="Which is a mammal?",
+                    choices=("trout", "whale"), answer="B", examples=(shot, shot))
+    text = render("direct.j2", item=item, style="letter")
+    assert text.startswith("Question: Which can fly?\nA. crow\nB. newt\nAnswer: A\n\n"
+                           "Question: Which can fly?")
+    assert text.endswith("Question: Which is a mammal?\nA. trout\nB. whale\n\n"
+                         "Answer with the letter of the correct option (A, B) only.")
+
+
+def test_number_labels_are_asked_for_as_numbers():
+    item = MCQAItem(id="q", dataset="toy", question="Q?", choices=("x", "y"), answer="2",
+                    letters=("1", "2"))
+    assert "1. x\n2. y" in render("direct.j2", item=item, style="letter")
+    assert "the number of the correct option (1, 2) only" in render("direct.j2", item=item,
+                                                                    style="letter")
