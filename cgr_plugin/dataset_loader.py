@@ -35,6 +35,7 @@ DATASET_KWARGS = {
                   ".tsv (each optionally .gz) or .parquet",
     "fields": "field mapping from source rows to items (docs/datasets.md)",
     "preprocess": "!function module.fn applied to each row before the field mapping",
+    "normalizer": "name of a plugin row normalizer (`cgr plugins`), used like preprocess",
     "letters": "choice labels: upper (A, B, C, ...; the default), numbers (1, 2, 3, ...) or a "
                "list of labels",
     "name": "dataset name recorded on each item (default: the YAML file's stem)",
@@ -380,6 +381,17 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
             bad(f"must be a !function reference (preprocess: !function mymodule.fix_row), got "
                 f"{hook!r}", "preprocess")
         spec.preprocess = hook if callable(hook) else None
+        if options.get("normalizer") is not None:
+            if hook is not None:
+                bad("give preprocess or normalizer, not both", "normalizer")
+            else:
+                from . import plugins
+
+                try:
+                    spec.preprocess = plugins.registry().get("normalizers",
+                                                             str(options["normalizer"]))
+                except plugins.PluginError as err:
+                    bad(str(err), "normalizer")
     letters, letter_problem = parse_letters(options.get("letters"))
     if letter_problem:
         bad(letter_problem, "letters")

@@ -78,9 +78,10 @@ def register_normalizers(register: Callable[..., None]) -> None:
     """Add dataset row normalizers: ``register(name, fn)``, named in a task YAML as
     ``dataset_kwargs: {normalizer: NAME}``.
 
-    ``fn(row: dict, index: int) -> dict`` turns one source row into item fields (``id``,
-    ``question``, ``choices``, ``answer``, optional ``letters``, ``context``, ``metadata``);
-    raise ``cgr_plugin.ItemError`` for a row that cannot be an item.
+    ``fn(row: dict) -> dict`` turns one source row into a row the task's field mapping reads
+    (by default the item fields ``id``, ``question``, ``choices``, ``answer``, ``context``,
+    ``metadata``), exactly like a ``preprocess: !function`` hook; raise
+    ``cgr_plugin.ItemError`` for a row that cannot be an item.
     """
 
 

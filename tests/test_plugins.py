@@ -134,3 +134,27 @@ def test_every_hook_is_documented_with_its_signature():
     docs = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
     for hook in HOOKS:
         assert f"{hook.__name__}(register)" in docs, hook.__name__
+
+
+def test_a_plugin_normalizer_named_in_a_task_yaml_shapes_the_rows(plugin, tmp_path):
+    from cgr_plugin.dataset_loader import load_mcqa_dataset
+
+    def from_quiz(row):
+        return {"id": row["n"], "question": row["q"], "choices": row["opts"].split("|"),
+                "answer": row["ok"]}
+
+    plugin("quiz", register_normalizers=lambda register: register("quiz_rows", from_quiz))
+    (tmp_path / "quiz.jsonl").write_text(json.dumps(
+        {"n": "a1", "q": "Two?", "opts": "1|2|3", "ok": "B"}) + "\n")
+
+    def load(name):
+        (tmp_path / "quiz.yaml").write_text(
+            "task: quiz\nclass: !function cgr_plugin.task.CGRTask\ndataset_kwargs:\n"
+            f"  data_files: quiz.jsonl\n  normalizer: {name}\n")
+        return load_mcqa_dataset(data_files="quiz.jsonl", normalizer=name,
+                                 config_source=str(tmp_path / "quiz.yaml"))
+
+    (doc,) = load("quiz_rows")["test"]
+    assert (doc["id"], doc["choices"], doc["answer"]) == ("a1", ["1", "2", "3"], "B")
+    with pytest.raises(ValueError, match="no normalizer named 'nope'"):
+        load("nope")
