@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from typing import Any
 from .backends import Backend, Generation, GenerationRequest, Progress
 
 __all__ = ["CacheStats", "CachedBackend", "ResponseCache"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ResponseCache:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.write_failures = 0
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -57,8 +61,15 @@ class ResponseCache:
         if not entries:
             return
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
-                                 [(k, json.dumps(v)) for k, v in entries.items()])
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
+                    [(k, json.dumps(v)) for k, v in entries.items()])
+            except sqlite3.Error as err:  # a full disk costs caching, never the run
+                if not self.write_failures:
+                    log.error("cgr: cannot write the response cache %s (%s); going on without "
+                              "saving responses", self.path, err)
+                self.write_failures += 1
 
     def __len__(self) -> int:
         with self._lock:

@@ -11,8 +11,10 @@ import json
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from ._paths import TASKS_DIR
 
@@ -113,6 +115,40 @@ def _share_lm_eval_logging() -> None:
     ours.propagate = False
 
 
+LOCK_NAME = ".cgr-eval.lock"
+
+
+def lock_output_folder(argv: Sequence[str]) -> IO[str] | None:
+    """Hold ``--output_path``'s lock for this run, or exit with who holds it.
+
+    Two runs writing one folder would interleave their samples files and the report would mix
+    them. The lock is an flock, so a killed run (kill -9 included) never leaves it stale.
+    Data-parallel ranks other than 0 do not write results and take no lock.
+    """
+    import fcntl
+
+    outputs = _option_values(argv, "--output_path", "-o")
+    if not outputs or os.environ.get("RANK", "0") != "0":
+        return None
+    folder = Path(outputs[-1]).expanduser()
+    folder = folder.parent if folder.suffix == ".json" else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        print(f"cgr-eval: error: another run is writing to {folder} ({holder}); wait for it to "
+              "finish or give this run another --output_path", file=sys.stderr)
+        sys.exit(2)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
 def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
     """``cgr-eval``: lm-eval with cgr registered (same flags, same subcommands)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -131,6 +167,7 @@ def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
     if argv[:1] == ["validate"]:
         sys.exit(_deep_validate(argv))
     sys.argv = ["cgr-eval", *argv]
+    lock = lock_output_folder(argv)  # noqa: F841 - held until the process ends
     from lm_eval.__main__ import cli_evaluate
 
     _share_lm_eval_logging()

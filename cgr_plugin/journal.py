@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = ["Journal", "identity_hash"]
+
+log = logging.getLogger(__name__)
 
 
 def identity_hash(info: Mapping[str, Any], template_dirs: Iterable[str] = ()) -> str:
@@ -37,6 +40,7 @@ class Journal:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.identity = identity
+        self.write_failures = 0
         # autocommit: a record is on disk before the next item starts
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -52,8 +56,16 @@ class Journal:
         return row[0] if row else None
 
     def put(self, key: str, record: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO records (key, record) VALUES (?, ?)",
-                         (key, record))
+        """Save one record; a full disk costs resumability, never the run (logged once)."""
+        try:
+            self._db.execute("INSERT OR REPLACE INTO records (key, record) VALUES (?, ?)",
+                             (key, record))
+        except sqlite3.Error as err:
+            if not self.write_failures:
+                log.error("cgr: cannot write the journal %s (%s): the run goes on, but items "
+                          "finished from now on will be recomputed after an interruption",
+                          self.path, err)
+            self.write_failures += 1
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]

@@ -3,7 +3,7 @@ import pytest
 from cgr_plugin import _lm_eval_hook, cli
 from cgr_plugin._paths import TASKS_DIR
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, run_cli
 
 
 def test_task_patterns_and_include_paths_follow_lm_eval_flag_forms():
@@ -85,3 +85,26 @@ def test_cgr_validate_dataset_exit_codes(tmp_path, capsys):
         cli.cgr_main(["validate-dataset", str(good), str(tmp_path / "none.yaml")])
     assert done.value.code == 1
     assert f"{tmp_path / 'none.yaml'}: 1 problem" in capsys.readouterr().out
+
+
+def test_a_second_run_into_the_same_output_folder_is_refused_until_the_first_ends(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom cgr_plugin.cli import lock_output_folder\n"
+         f"h = lock_output_folder(['--output_path', {str(out)!r}])\nprint('held', flush=True)\n"
+         "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_arc_easy",
+                         "--output_path", str(out), "--limit", "1", "--confirm_run_unsafe_code")
+        assert second.returncode == 2
+        assert f"another run is writing to {out} (pid {holder.pid}" in second.stderr
+    finally:
+        holder.kill()  # a killed holder leaves no stale lock
+        holder.wait()
+    from cgr_plugin.cli import lock_output_folder
+
+    assert lock_output_folder(["--output_path", str(out)]) is not None
