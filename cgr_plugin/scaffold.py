@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,9 +44,20 @@ def _blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
 
 
+# CPython 3.11's parser keeps its recursion depth in shared state: two threads parsing at
+# once (programs of a pool) can fail with "SystemError: AST constructor recursion depth
+# mismatch". Every parse in cgr goes through this lock.
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse(code: str) -> ast.Module:
+    with _PARSE_LOCK:
+        return ast.parse(code)
+
+
 def _parses(code: str) -> ast.Module | None:
     try:
-        return ast.parse(code)
+        return _parse(code)
     except (SyntaxError, ValueError):
         return None
 
@@ -103,10 +115,10 @@ def extract_program(text: str | None) -> Program:
     if len(candidates) > 1:
         # helpers in one block, solve() in another; of several solve()s the last one wins
         joined = "\n\n".join(candidates)
-        if _parses(joined) is not None and _defines_entry(ast.parse(joined)):
+        if _parses(joined) is not None and _defines_entry(_parse(joined)):
             source = joined
     try:
-        tree = ast.parse(source)
+        tree = _parse(source)
     except SyntaxError as err:
         return Program("syntax_error", source=source,
                        message=f"{err.msg} (line {err.lineno})")
@@ -126,7 +138,7 @@ def extract_program(text: str | None) -> Program:
                 _calls_entry(node) or _is_main_guard(node)):
             drop.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
     code = "\n".join(line for i, line in enumerate(lines) if i not in drop) + "\n"
-    return Program("ok", code=code, source=source, tree=ast.parse(code),
+    return Program("ok", code=code, source=source, tree=_parse(code),
                    message=f"removed {len(drop)} driver line(s)" if drop else None)
 
 
