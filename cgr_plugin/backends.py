@@ -205,7 +205,11 @@ class LmEvalBackend:
             except (KeyError, ValueError) as err:
                 raise BackendError(f"{self.model!r} is neither a cgr registry model nor an "
                                    f"lm-eval model: {err}") from None
-            self._lm = cls.create_from_arg_obj(dict(self.args))
+            try:
+                self._lm = cls.create_from_arg_obj(dict(self.args))
+            except ImportError as err:  # e.g. an API model without lm-eval[api]
+                raise BackendError(f"{self.name}: a package it needs is missing: {err} "
+                                   "(servers: pip install 'cgr-plugin[api]')") from None
         return self._lm
 
     def _render(self, lm: Any, prompt: str) -> str:
@@ -329,6 +333,8 @@ class RetryingBackend:
             if len(out) != len(todo):
                 raise RuntimeError(f"{self.name} answered {len(out)} of {len(todo)} requests")
             return out
+        except BackendError:
+            raise  # a model that cannot be set up is the user's to fix, not a transient fault
         except Exception as err:  # the whole call failed: every request of it did
             return [_Failed(f"{type(err).__name__}: {err}") for _ in todo]
 

@@ -46,8 +46,9 @@ def _blocks(text: str) -> list[tuple[str, str]]:
 
 # CPython 3.11's parser keeps its recursion depth in shared state: two threads parsing at
 # once (programs of a pool) can fail with "SystemError: AST constructor recursion depth
-# mismatch". Every parse in cgr goes through this lock.
-_PARSE_LOCK = threading.Lock()
+# mismatch". Every parse in cgr goes through this lock (re-entrant: a garbage-collector
+# finalizer that prints a traceback parses too, on the same thread).
+_PARSE_LOCK = threading.RLock()
 
 
 def _parse(code: str) -> ast.Module:

