@@ -444,11 +444,15 @@ class _Warm:
                 if kind != part or pid is None:
                     raise _SpawnError(text or f"the warm sandbox ended before {part!r}")
                 self.pids[part] = pid
-                self.pidfds[part] = os.pidfd_open(pid)
-                if part == "C":  # S waits for this answer before it forks
-                    if self.group is not None:
-                        self.group.add(pid)
-                    self.ctl.send(b"go")
+                try:
+                    self.pidfds[part] = os.pidfd_open(pid)
+                    if part == "C":  # S waits for this answer before it forks
+                        if self.group is not None:
+                            self.group.add(pid)
+                        self.ctl.send(b"go")
+                except OSError as err:  # S gone already? It may have said why
+                    kind, text, _ = self._receive(time.monotonic() + 1)
+                    raise _SpawnError(text if kind == "E" else str(err)) from err
         except BaseException:
             self.discard()
             raise
@@ -553,6 +557,7 @@ class _WarmPool:
         self.limits = SandboxLimits()  # of the sandboxes the fills start
         self.zygote: _Zygote | None = None
         self.failure: str | None = None  # the zygote cannot be started: the pool is finished
+        self.last_error: str | None = None  # why the last sandbox failed to start
         self.closed = False
         self.waiting = 0  # threads waiting for a sandbox
         self.filling = self.fill_failures = 0  # sandboxes being started; failed in a row
@@ -604,7 +609,7 @@ class _WarmPool:
             box: _Warm | None = _Warm(zygote, limits, self.cgroups)
         except OSError as err:
             log.debug("could not start a warm sandbox: %s", err)
-            box = None
+            box, self.last_error = None, str(err)
         with self.lock:
             self.filling -= 1
             if box is not None:
@@ -746,7 +751,7 @@ def _probe(pool: _WarmPool) -> str | None:
     box = pool.acquire(SandboxLimits())
     if box is None:
         zygote = pool.zygote
-        return (pool.failure or (zygote.stderr() if zygote else "")
+        return (pool.failure or pool.last_error or (zygote.stderr() if zygote else "")
                 or "no sandbox started in time")
     result = SandboxResult(status="crashed")
     _execute(box, box.group, "def solve(item, solver):\n    return solver.ask('ready?')\n",
@@ -981,7 +986,7 @@ def _warm_box(limits: SandboxLimits) -> _Warm | None:
         if pool is None:
             return None  # warned once already
         box = pool.acquire(limits)
-        reason = "none could be started in time" if box is None else None
+        reason = None if box else pool.last_error or "none could be started in time"
     except Exception as err:  # the warm path must never cost an item
         box, reason = None, f"{type(err).__name__}: {err}"
     if reason is not None and time.monotonic() - _last_fallback > 60:
