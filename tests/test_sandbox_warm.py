@@ -431,6 +431,54 @@ def test_without_warm_sandboxes_everything_runs_cold_after_one_warning(monkeypat
     assert len(warnings) == 1 and "no nested user namespaces" in warnings[0].getMessage()
 
 
+def test_when_nested_namespaces_are_refused_programs_run_cold(monkeypatch, caplog, tmp_path):
+    """A zygote starts, but no sandbox it forks can unshare: warm sandboxes are given up."""
+    broken = tmp_path / "zygote.py"
+    source = sandbox.ZYGOTE.read_text()
+    line = '_check(_libc.unshare(_NAMESPACES & ~_CLONE_NEWCGROUP), "unshare")'
+    assert line in source
+    broken.write_text(source.replace(
+        line, 'raise PermissionError(1, "unshare: Operation not permitted")'))
+    monkeypatch.setattr(sandbox, "ZYGOTE", broken)
+    monkeypatch.setattr(sandbox, "_pool", None)
+    monkeypatch.setattr(sandbox, "_warm_failure", None)
+    monkeypatch.setenv(WARM_ENV, "1")
+    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
+        results = [run("def solve(item, solver):\n    return solver.ask('x')\n")
+                   for _ in range(2)]
+    assert [(r.status, r.answer, r.extra["start"]) for r in results] == [("ok", "B", "cold")] * 2
+    warnings = [r.getMessage() for r in caplog.records
+                if "warm sandboxes are not available" in r.getMessage()]
+    assert len(warnings) == 1 and "unshare: Operation not permitted" in warnings[0]
+
+
+def test_no_way_back_to_the_zygote_mounts(start):
+    """In a user namespace of its own (which gives it capabilities there), a program still
+    cannot unmount its /proc or /tmp: they are locked, so the zygote's /proc (every sandbox's
+    processes) and its /tmp stay out of reach; nor can it mount a fresh /proc."""
+    program = """
+import ctypes, os
+def solve(item, solver):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+        return "no nested user namespace: " + os.strerror(ctypes.get_errno())
+    outcomes = {}
+    for target in ("/proc", "/tmp", "/proc/sys"):
+        outcomes["umount " + target] = libc.umount2(target.encode(), 2) == 0  # MNT_DETACH
+    os.makedirs("/tmp/p", exist_ok=True)
+    outcomes["mount proc"] = libc.mount(b"proc", b"/tmp/p", b"proc", 0, None) == 0
+    outcomes["pids"] = sorted(p for p in os.listdir("/proc") if p.isdigit())
+    return outcomes
+"""
+    result = run(program)
+    assert result.status == "ok", result
+    if isinstance(result.answer, str):
+        pytest.skip(result.answer)
+    assert result.answer == {"umount /proc": False, "umount /tmp": False,
+                             "umount /proc/sys": False, "mount proc": False,
+                             "pids": ["1", "2"]}
+
+
 ZYGOTE_USER = """
 import os, sys
 from pathlib import Path
