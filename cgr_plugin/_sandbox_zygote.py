@@ -13,17 +13,19 @@ worker output, stdout, stderr, control socket). Per request:
   setgroups), and waits for ``go``: by then the parent has put it in the program's cgroup, so
   every process S starts is born there. It unshares a cgroup namespace rooted there, forks I
   and waits for it.
-- I is PID 1 of the new PID namespace: it dies with S (PDEATHSIG), starts a new session, mounts a
-  fresh /proc (its own PID namespace only) with /proc/sys read-only over it, a private
+- I is PID 1 of the new PID namespace: it dies with S (PDEATHSIG), starts a new session,
+  mounts a fresh /proc (its own PID namespace only) with /proc/sys read-only over it, a private
   size-capped /tmp, a fresh /dev/pts; brings loopback up; becomes non-dumpable (the program
   cannot ptrace it); then drops every capability (bounding, ambient, effective, permitted,
   inheritable) with no_new_privs set, says ``G``, and forks W. Like bubblewrap's init it reaps
-  orphans; when W ends it reports W's wait status (``X<status>``) and exits, and the kernel kills
-  whatever is left in the namespace.
-- W (PID 2) starts its own session, restores the signal dispositions the zygote started with,
-  says ``W``, puts /dev/null, stdout, stderr, worker input and worker output on descriptors
-  0-4 (argv ``-c 3 4``, as a cold worker's) and closes the rest, the control socket included,
-  then waits in ``main()`` for the parent's ``init``.
+  orphans; when W ends it reports W's wait status (``X<status>``) and exits, and the kernel
+  kills whatever is left in the namespace.
+- W (PID 2, in I's session and process group, as a cold worker is in bubblewrap's init's)
+  restores the signal dispositions the zygote started with, says ``W``, puts /dev/null,
+  stdout, stderr, worker input and worker output on descriptors 0-4 (argv ``-c 3 4``, as a
+  cold worker's) and closes the rest, the control socket included, runs what a program's start
+  runs once without a program (so that its first-touch costs are paid ahead of time), then
+  waits in ``main()`` for the parent's ``init``.
 
 Errors before W is ready are sent as ``E<text>``.
 """
@@ -184,7 +186,6 @@ def _work(ctl, fds, dispositions):
     """W: the worker, PID 2; never returns."""
     try:
         _prctl(_PR_SET_DUMPABLE, 1)
-        os.setsid()
         for number, handler in dispositions.items():
             signal.signal(number, handler)
         _say(ctl, "W")
