@@ -354,7 +354,8 @@ def solve(item, solver):
 
 def test_eight_threads_at_once_get_their_own_results(start):
     """Eight programs in flight together (a barrier holds every first call until all eight
-    have made one), each answering from its own item and its own solver replies."""
+    have made one), each answering from its own item and its own solver replies, each in
+    namespaces of its own."""
     barrier = threading.Barrier(8, timeout=60)
     program = """
 import os
@@ -363,7 +364,9 @@ def solve(item, solver):
         fh.write(item.id)
     replies = [solver.ask(f"{item.id}:{i}") for i in range(3)]
     others = sorted(os.listdir("/tmp"))
-    return [item.id, replies, open("/tmp/mine").read(), others]
+    spaces = {n: os.readlink("/proc/self/ns/" + n)
+              for n in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")}
+    return [item.id, replies, open("/tmp/mine").read(), others, spaces]
 """
 
     def handle(call):
@@ -385,7 +388,12 @@ def solve(item, solver):
     assert sorted(results) == [f"item{n}" for n in range(8)]
     for name, result in results.items():
         assert result.status == "ok", result
-        assert result.answer == [name, [f"{name}:{i}"[::-1] for i in range(3)], name, ["mine"]]
+        assert result.answer[:4] == [name, [f"{name}:{i}"[::-1] for i in range(3)], name,
+                                     ["mine"]]
+    for space in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup"):
+        seen = [result.answer[4][space] for result in results.values()]
+        assert len(set(seen)) == 8, (space, seen)
+        assert os.readlink(f"/proc/self/ns/{space}") not in seen
 
 
 def test_budget_and_timeouts_still_apply_when_warm(start):
