@@ -698,6 +698,8 @@ class _WarmPool:
                 self.graves.extend(busy)
 
     def close(self) -> None:
+        if os.getpid() != self.owner:  # a forked copy of this process: not ours to close
+            return
         with self.lock:
             self.closed = True
             stale, self.ready = self.ready, []
