@@ -355,7 +355,7 @@ def solve(item, solver):
 def test_eight_threads_at_once_get_their_own_results(start):
     """Eight programs in flight together (a barrier holds every first call until all eight
     have made one), each answering from its own item and its own solver replies, each in
-    namespaces of its own."""
+    namespaces and a session keyring of its own."""
     barrier = threading.Barrier(8, timeout=60)
     program = """
 import os
@@ -366,6 +366,9 @@ def solve(item, solver):
     others = sorted(os.listdir("/tmp"))
     spaces = {n: os.readlink("/proc/self/ns/" + n)
               for n in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")}
+    if os.uname().machine == "x86_64":  # keyctl(KEYCTL_GET_KEYRING_ID, session keyring)
+        import ctypes
+        spaces["keyring"] = ctypes.CDLL(None).syscall(250, 0, -3, 0)
     return [item.id, replies, open("/tmp/mine").read(), others, spaces]
 """
 
@@ -394,6 +397,9 @@ def solve(item, solver):
         seen = [result.answer[4][space] for result in results.values()]
         assert len(set(seen)) == 8, (space, seen)
         assert os.readlink(f"/proc/self/ns/{space}") not in seen
+    keyrings = [result.answer[4].get("keyring") for result in results.values()]
+    if keyrings[0] is not None:  # a session keyring of its own, as bubblewrap gives
+        assert len(set(keyrings)) == 8 and all(k > 0 for k in keyrings), keyrings
 
 
 def test_budget_and_timeouts_still_apply_when_warm(start):
