@@ -597,7 +597,7 @@ class _WarmPool:
                         return
                     self.zygote = zygote
             if self.fill_failures:  # sandboxes fail to start though the zygote lives: back off
-                time.sleep(min(0.05 * 2 ** self.fill_failures, 2))
+                time.sleep(0.05 * 2 ** min(self.fill_failures, 5))
             with self.lock:
                 missing = max(self.size + self.waiting - len(self.ready) - self.filling, 0)
                 self.filling += missing
