@@ -4,6 +4,9 @@ Protocol: JSON lines over two inherited pipes (argv: read fd, write fd), never o
 which belongs to the program. The parent sends ``init`` (program, item without its gold, limits,
 seed); the worker answers with ``call`` messages (each waits for a ``reply``) and ends with one
 ``result`` or ``error``. Everything the program prints is captured, truncated, and returned.
+
+A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_sandbox_zygote.py``
+(appended to this text), which calls ``_serve`` in the forked worker.
 """
 
 import io
@@ -16,9 +19,13 @@ import sys
 import threading
 import traceback
 
-_IN_FD, _OUT_FD = int(sys.argv[1]), int(sys.argv[2])
-_in = os.fdopen(_IN_FD, "r", encoding="utf-8", closefd=True)
-_out = os.fdopen(_OUT_FD, "w", encoding="utf-8", closefd=True)
+_in = _out = None
+
+
+def _open(read_fd, write_fd):
+    global _in, _out
+    _in = os.fdopen(read_fd, "r", encoding="utf-8", closefd=True)
+    _out = os.fdopen(write_fd, "w", encoding="utf-8", closefd=True)
 
 
 def _send(message):
@@ -185,7 +192,12 @@ def main():
     _send({"type": "result", "answer": answer, "output": captured.getvalue()})
 
 
-if __name__ == "__main__":
+def _serve(read_fd, write_fd):
+    _open(read_fd, write_fd)
     main()
     _out.flush()
     os._exit(0)
+
+
+if __name__ == "__main__" and sys.argv[1:2] != ["--zygote"]:
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
