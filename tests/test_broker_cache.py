@@ -203,3 +203,14 @@ def test_a_prompt_too_long_for_the_context_is_not_retried():
     inner = TooLong()
     (out,) = RetryingBackend(inner, retries=3, backoff=5).generate([GenerationRequest("x", 4)])
     assert "exceed context window" in out.error and len(inner.batches) == 1
+
+
+def test_a_backend_that_cannot_be_set_up_is_an_error_not_a_retried_item():
+    from cgr_plugin.backends import BackendError, RetryingBackend
+
+    class Missing(EchoBackend):
+        def generate(self, requests, *, progress=False):
+            raise BackendError("hf: a package it needs is missing: No module named 'x'")
+
+    with pytest.raises(BackendError, match="package it needs is missing"):
+        RetryingBackend(Missing(), retries=3, backoff=5).generate([GenerationRequest("x", 4)])
