@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import gc
 import re
 import threading
 from collections.abc import Sequence
@@ -44,16 +45,27 @@ def _blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
 
 
-# CPython 3.11's parser keeps its recursion depth in shared state: two threads parsing at
-# once (programs of a pool) can fail with "SystemError: AST constructor recursion depth
-# mismatch". Every parse in cgr goes through this lock (re-entrant: a garbage-collector
-# finalizer that prints a traceback parses too, on the same thread).
+# CPython 3.11's parser keeps its recursion depth in shared state: two parses at once fail
+# with "SystemError: AST constructor recursion depth mismatch". That happens across threads
+# (programs of a pool) and within one: a garbage-collector finalizer that prints a traceback
+# (e.g. an async client's unretrieved task) parses source in the middle of another parse. So
+# every parse in cgr holds one lock with the collector paused, and a clash with a parse outside
+# cgr's control is retried once.
 _PARSE_LOCK = threading.RLock()
 
 
 def _parse(code: str) -> ast.Module:
     with _PARSE_LOCK:
-        return ast.parse(code)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            try:
+                return ast.parse(code)
+            except SystemError:
+                return ast.parse(code)
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def _parses(code: str) -> ast.Module | None:

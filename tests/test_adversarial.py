@@ -325,7 +325,7 @@ CATALOGUE: list[tuple[str, str, str, set[str]]] = [
         """), {"budget_exceeded"}),
     ("budget", "call from many threads at once", attempt("""
         import threading
-        threads = [threading.Thread(target=solver.ask, args=(str(i),)) for i in range(6)]
+        threads = [threading.Thread(target=solver.ask, args=(str(i),)) for i in range(5)]
         for t in threads:
             t.start()
         for t in threads:
