@@ -127,15 +127,20 @@ def _sandbox(server, request, fds, dispositions):
             os.close(alive_w)
             _init(ctl, request, fds, dispositions, alive_r)
     except BaseException as err:
-        with contextlib.suppress(BaseException):
-            _say(ctl, f"E{type(err).__name__}: {err}"[:2000])
-        os._exit(1)
+        _fail(ctl, err)
     for fd in fds[:4]:
         os.close(fd)
     os.close(ctl.detach())
     os.close(alive_r)
     os.waitpid(child, 0)
     os._exit(0)
+
+
+def _fail(ctl, err):
+    """Tell the parent why this sandbox could not be set up (an "E" message), then exit."""
+    with contextlib.suppress(BaseException):
+        _say(ctl, f"E{type(err).__name__}: {err}"[:2000])
+    os._exit(1)
 
 
 def _init(ctl, request, fds, dispositions, alive_r):
@@ -166,9 +171,7 @@ def _init(ctl, request, fds, dispositions, alive_r):
         if worker == 0:
             _work(ctl, fds, dispositions)
     except BaseException as err:
-        with contextlib.suppress(BaseException):
-            _say(ctl, f"E{type(err).__name__}: {err}"[:2000])
-        os._exit(1)
+        _fail(ctl, err)
     for fd in fds[:4]:
         os.close(fd)
     while True:

@@ -411,6 +411,15 @@ class _Zygote:
             self.errors.close()
 
 
+def _close_pipes(sandbox: Any) -> None:
+    """Close a sandbox's protocol pipes unless ``_execute`` already owns them (then -1)."""
+    for fd in (sandbox.to_worker, sandbox.from_worker):
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    sandbox.to_worker = sandbox.from_worker = -1
+
+
 class _Warm:
     """One started warm sandbox: S (outside), I (PID 1) and W (the worker, waiting for
     ``init``), as described in ``_sandbox_zygote.py``; the parent holds the other pipe ends.
@@ -524,11 +533,7 @@ class _Warm:
             self.group = None
 
     def close(self) -> None:
-        for fd in (self.to_worker, self.from_worker):  # -1 once _execute owns them
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.to_worker = self.from_worker = -1
+        _close_pipes(self)
         for stream in (self.stdout, self.stderr, self.ctl):
             with contextlib.suppress(OSError):
                 stream.close()
@@ -919,11 +924,7 @@ class _Cold:
             self.proc.wait(timeout=5)
 
     def close(self) -> None:
-        for fd in (self.to_worker, self.from_worker):  # -1 once _execute owns them
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.to_worker = self.from_worker = -1
+        _close_pipes(self)
         for stream in (self.stdout, self.stderr, self.proc.stdin):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()  # type: ignore[union-attr]
