@@ -22,6 +22,7 @@ import cgr_plugin.sandbox as sandbox
 from cgr_plugin.sandbox import WARM_ENV, SandboxLimits, isolation_level, run_program
 
 from .conftest import REPO
+from .test_sandbox import write_probe
 
 ITEM = {"id": "q1", "question": "What is 2 + 2?", "letters": ["A", "B", "C"],
         "choices": ["3", "4", "5"], "context": None, "payload": None, "metadata": {}}
@@ -169,19 +170,7 @@ def test_read_only_everywhere_but_tmp(start, tmp_path):
     paths = [str(tmp_path / "escape.txt"), "/usr/escape.txt", "/escape.txt", "/dev/shm/x",
              "/dev/x", "/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches",
              str(REPO / "escape.txt"), "/tmp/inside.txt"]
-    program = f"""
-def solve(item, solver):
-    outcomes = []
-    for path in {paths!r}:
-        try:
-            with open(path, "w") as fh:
-                fh.write("x")
-            outcomes.append("wrote " + path)
-        except OSError as err:
-            outcomes.append(type(err).__name__)
-    return outcomes
-"""
-    result = run(program)
+    result = run(write_probe(paths))
     assert result.status == "ok", result
     assert result.answer[-1] == "wrote /tmp/inside.txt"
     assert not any(o.startswith("wrote") for o in result.answer[:-1]), result.answer
@@ -432,20 +421,27 @@ def test_zygote_death_mid_run_is_a_status_and_the_next_program_runs_warm(monkeyp
     assert after[-1].extra["start"] == "warm"
 
 
-def test_without_warm_sandboxes_everything_runs_cold_after_one_warning(monkeypatch, caplog):
-    def refuse(self):
-        raise OSError("no nested user namespaces here")
-
-    monkeypatch.setattr(sandbox._Zygote, "__init__", refuse)
+def _two_programs_from_a_fresh_pool(monkeypatch, caplog):
+    """Run two programs with no pool started yet; their results and the fallback warnings."""
     monkeypatch.setattr(sandbox, "_pool", None)
     monkeypatch.setattr(sandbox, "_warm_failure", None)
     monkeypatch.setenv(WARM_ENV, "1")
     with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
         results = [run("def solve(item, solver):\n    return solver.ask('x')\n")
                    for _ in range(2)]
+    warnings = [r.getMessage() for r in caplog.records
+                if "warm sandboxes are not available" in r.getMessage()]
+    return results, warnings
+
+
+def test_without_warm_sandboxes_everything_runs_cold_after_one_warning(monkeypatch, caplog):
+    def refuse(self):
+        raise OSError("no nested user namespaces here")
+
+    monkeypatch.setattr(sandbox._Zygote, "__init__", refuse)
+    results, warnings = _two_programs_from_a_fresh_pool(monkeypatch, caplog)
     assert [(r.status, r.extra["start"]) for r in results] == [("ok", "cold")] * 2
-    warnings = [r for r in caplog.records if "warm sandboxes are not available" in r.message]
-    assert len(warnings) == 1 and "no nested user namespaces" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "no nested user namespaces" in warnings[0]
 
 
 def test_when_nested_namespaces_are_refused_programs_run_cold(monkeypatch, caplog, tmp_path):
@@ -457,15 +453,8 @@ def test_when_nested_namespaces_are_refused_programs_run_cold(monkeypatch, caplo
     broken.write_text(source.replace(
         line, 'raise PermissionError(1, "unshare: Operation not permitted")'))
     monkeypatch.setattr(sandbox, "ZYGOTE", broken)
-    monkeypatch.setattr(sandbox, "_pool", None)
-    monkeypatch.setattr(sandbox, "_warm_failure", None)
-    monkeypatch.setenv(WARM_ENV, "1")
-    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
-        results = [run("def solve(item, solver):\n    return solver.ask('x')\n")
-                   for _ in range(2)]
+    results, warnings = _two_programs_from_a_fresh_pool(monkeypatch, caplog)
     assert [(r.status, r.answer, r.extra["start"]) for r in results] == [("ok", "B", "cold")] * 2
-    warnings = [r.getMessage() for r in caplog.records
-                if "warm sandboxes are not available" in r.getMessage()]
     assert len(warnings) == 1 and "unshare: Operation not permitted" in warnings[0]
 
 
