@@ -45,16 +45,15 @@ def main() -> None:
             model_args["programs"] = str(write_package(Path(tmp) / "pkg", keys, JUDGE_PROGRAM))
         lm = CGRLM(**model_args)
         lm.solver = TimedBackend(lm.solver)
-        if args.generator:
+        timed = [lm.solver]
+        if args.generator and lm.generator is not lm.solver:  # one model in both roles: once
             lm._generator = TimedBackend(lm.generator)
+            timed.append(lm._generator)
         # load the weights before the clock starts: loading is not orchestration
         lm.solver.generate([GenerationRequest("Hello", 1)])
         lm.solver.judge(["Is this a warm-up?"])
         if args.generator:
             lm.generator.generate([GenerationRequest("Hello", 1)])
-        timed = [b for b in {id(lm.solver): lm.solver, id(lm.generator) if args.generator
-                             else 0: getattr(lm, "_generator", None)}.values()
-                 if isinstance(b, TimedBackend)]
         for backend in timed:
             backend.model_seconds = 0.0
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..plugins import SCORED_CHANNELS
 from .plots import figures
 
 __all__ = ["write_report"]
@@ -79,8 +80,7 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
                     for g in groups]))
     scorers = sorted({name for g in groups for name in g.get("scores", {})})
     for name in scorers:
-        channels = [c for c in ("direct", "assisted", "assisted_fallback", "generator",
-                                "budget_matched")
+        channels = [c for c in SCORED_CHANNELS
                     if any(c in g["scores"].get(name, {}) for g in groups)]
         tables.append((f"Scorer {name} (plugin; mean over items, n in brackets)",
                        ["task", "solver", "generator", *channels],

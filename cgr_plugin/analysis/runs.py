@@ -86,10 +86,8 @@ def _plugin_scores(record: CGRRecord) -> dict[str, dict[str, float]]:
 
     if not plugins.registry().scorers:
         return {}
-    views = {"direct": "direct", "assisted": "assisted", "assisted_fallback": "assisted",
-             "generator": "generator", "budget_matched": "budget_matched"}
-    return {view: plugins.score(record, view) for view, channel in views.items()
-            if record.channel(channel).status != "not_run"}
+    return {view: plugins.score(record, view) for view in plugins.SCORED_CHANNELS
+            if record.channel(view.removesuffix("_fallback")).status != "not_run"}
 
 
 def iter_records(folders: Iterable[str | Path]) -> Iterator[tuple[Path, str, CGRRecord]]:
