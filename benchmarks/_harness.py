@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cgr_plugin.analysis.export import write_programs
-from cgr_plugin.backends import Generation, GenerationRequest
+from cgr_plugin.models.backends import Generation, GenerationRequest
+from cgr_plugin.programs.packages import write_programs
 
 # A program shaped like the ones generators write: one judge per option, then pick.
 JUDGE_PROGRAM = '''```python
@@ -97,7 +97,7 @@ def write_package(folder: Path, keys: Iterable[str], program: str) -> Path:
 def bundle_items(dataset: str, limit: int) -> list[Any]:
     """The first ``limit`` test items of a bundled dataset, in the task's order."""
     from cgr_plugin._paths import DATA_DIR
-    from cgr_plugin.dataset_loader import read_items
+    from cgr_plugin.data.loader import read_items
 
     return read_items(DATA_DIR / dataset / "test.jsonl")[:limit]
 

@@ -15,8 +15,8 @@ import time
 
 from _harness import ASK4_PROGRAM, FixedLatencyBackend, bundle_items
 
-from cgr_plugin.assisted import AssistedSettings, run_assisted
-from cgr_plugin.sandbox import isolation_level
+from cgr_plugin.run.assisted import AssistedSettings, run_assisted
+from cgr_plugin.sandbox.runner import isolation_level
 
 
 def measure(concurrency: int, latency: float, per_slot: int) -> dict[str, float]:
@@ -39,8 +39,8 @@ def broker_alone(concurrency: int, latency: float, per_slot: int) -> float:
     sandbox staggering program starts."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from cgr_plugin.backends import GenerationRequest
-    from cgr_plugin.broker import SolverBroker
+    from cgr_plugin.models.backends import GenerationRequest
+    from cgr_plugin.run.broker import SolverBroker
 
     backend = FixedLatencyBackend(latency)
     with SolverBroker(backend, max_batch=concurrency,

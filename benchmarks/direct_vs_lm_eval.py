@@ -37,8 +37,8 @@ def main() -> None:
     from lm_eval.evaluator import evaluate
     from lm_eval.tasks import TaskManager
 
-    from cgr_plugin.model import CGRLM
     from cgr_plugin.record import CGRRecord
+    from cgr_plugin.run.model import CGRLM
     from cgr_plugin.testing import tiny_llama
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -106,8 +106,8 @@ def main() -> int:
                   f"{seconds:.1f} s; records identical to one process: {same}")
 
         import cgr_plugin
-        from cgr_plugin.assisted import AssistedSettings, run_assisted
-        from cgr_plugin.backends import make_backend
+        from cgr_plugin.models.backends import make_backend
+        from cgr_plugin.run.assisted import AssistedSettings, run_assisted
 
         cgr_plugin.register()  # lm-eval's own model table, hf included
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from _harness import JUDGE_PROGRAM, TimedBackend, bundle_items, write_package
 
 import cgr_plugin
-from cgr_plugin.backends import GenerationRequest
+from cgr_plugin.models.backends import GenerationRequest
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     from lm_eval.evaluator import evaluate
     from lm_eval.tasks import TaskManager
 
-    from cgr_plugin.model import CGRLM
+    from cgr_plugin.run.model import CGRLM
 
     model_args = {"concurrency": args.concurrency}
     with tempfile.TemporaryDirectory() as tmp:

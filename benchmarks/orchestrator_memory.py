@@ -70,7 +70,7 @@ def main() -> None:
     from lm_eval.evaluator import evaluate
     from lm_eval.tasks import TaskManager
 
-    from cgr_plugin.model import CGRLM
+    from cgr_plugin.run.model import CGRLM
 
     with tempfile.TemporaryDirectory() as tmp:
         keys = [f"{i.dataset}/{i.id}" for i in bundle_items(args.dataset, args.items)]

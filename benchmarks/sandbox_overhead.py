@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from cgr_plugin.sandbox import WARM_ENV, isolation_level, run_program
+from cgr_plugin.sandbox.runner import WARM_ENV, isolation_level, run_program
 
 PROGRAM = """
 def solve(item, solver):

@@ -1,19 +1,38 @@
 """Code-Guided Reasoning (CGR) for small language models, as an lm-evaluation-harness plugin.
 
-``import cgr_plugin`` stays light: lm-eval, torch and llama.cpp load only when used.
+``import cgr_plugin`` stays light: it loads no other module of the package until a name below
+is used, and lm-eval, torch and llama.cpp load only when a run needs them. The pipeline's
+stages are subpackages, in the order an item flows: ``data`` → ``tasks`` → ``run`` (with
+``models``, ``programs``, ``sandbox``) → ``analysis``; see docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from ._paths import TASKS_DIR, TEMPLATES_DIR
-from .hookspecs import hookimpl
-from .items import ItemError, MCQAItem
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from . import _compat
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._paths import TASKS_DIR, TEMPLATES_DIR
+    from .data.items import ItemError, MCQAItem
+    from .hookspecs import hookimpl
+
 __all__ = ["TASKS_DIR", "TEMPLATES_DIR", "ItemError", "MCQAItem", "__version__", "hookimpl",
            "register"]
 
+_compat.install()
+_LAZY = {"TASKS_DIR": "._paths", "TEMPLATES_DIR": "._paths", "ItemError": ".data.items",
+         "MCQAItem": ".data.items", "hookimpl": ".hookspecs"}
 _registered = False
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register() -> None:
@@ -31,8 +50,8 @@ def register() -> None:
     import lm_eval.tasks
     from lm_eval.api.registry import model_registry
 
-    from . import _lm_eval_hook
+    from .tasks import lm_eval_hook
 
-    _lm_eval_hook.register_model(model_registry)
-    _lm_eval_hook.patch_task_manager(lm_eval.tasks.TaskManager)
+    lm_eval_hook.register_model(model_registry)
+    lm_eval_hook.patch_task_manager(lm_eval.tasks.TaskManager)
     _registered = True

@@ -1,5 +1,5 @@
 """``python -m cgr_plugin ...`` is the ``cgr`` command."""
 
-from .cli import cgr_main
+from .cli.main import cgr_main
 
 cgr_main()

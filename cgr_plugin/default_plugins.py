@@ -16,6 +16,6 @@ def register_extractors(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_sandboxes(register: Callable[..., None]) -> None:
-    from .sandbox import run_program
+    from .sandbox.runner import run_program
 
     register("bwrap", run_program)

@@ -21,6 +21,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import CGRError
+from .record import SCORED_CHANNELS
 
 __all__ = ["PluginError", "Registry", "Scorer", "load_plugins", "manager", "register",
            "registry", "score"]
@@ -28,13 +30,12 @@ __all__ = ["PluginError", "Registry", "Scorer", "load_plugins", "manager", "regi
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "cgr"
 DEFAULT_PLUGINS = ("cgr_plugin.default_plugins",)
-SCORED_CHANNELS = ("direct", "assisted", "assisted_fallback", "generator", "budget_matched")
 KINDS = {"register_scorers": "scorers", "register_extractors": "extractors",
          "register_partitions": "partitions", "register_sandboxes": "sandboxes",
          "register_models": "models", "register_normalizers": "normalizers"}
 
 
-class PluginError(ValueError):
+class PluginError(CGRError):
     """A plugin that cannot load or registers something invalid; names the plugin."""
 
 
@@ -45,6 +46,15 @@ class Scorer:
     channels: tuple[str, ...] = SCORED_CHANNELS
     higher_is_better: bool = True
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A subset of dataset x solver groups that ``cgr report`` summarises on its own."""
+
+    name: str
+    description: str
+    keep: Callable[[dict[str, Any]], bool]  # on a group summary
 
 
 @dataclass
@@ -147,8 +157,6 @@ def _collector(reg: Registry, kind: str, plugin: str) -> Callable[..., None]:
                                   f"{sorted(unknown)[0]!r} (one of {', '.join(SCORED_CHANNELS)})")
             obj = Scorer(name, obj, channels, **options)
         elif kind == "partitions":
-            from .analysis.summary import Partition
-
             obj = Partition(name, str(options.pop("description", f"from {plugin}")), obj)
         elif options:
             raise PluginError(f"plugin {plugin!r}: {kind[:-1]} {name!r}: unexpected options "

@@ -10,11 +10,12 @@ from typing import Any
 import jinja2
 
 from ._paths import TEMPLATES_DIR, user_template_dirs
+from .errors import CGRError
 
 __all__ = ["TemplateError", "environment", "render"]
 
 
-class TemplateError(ValueError):
+class TemplateError(CGRError):
     """A prompt template that is missing, malformed, or uses an undefined variable."""
 
 

@@ -10,11 +10,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ASSISTED_STATUSES", "CHANNELS", "GENERATOR_STATUSES", "SCHEMA", "STATUSES",
-           "ChannelResult", "CGRRecord"]
+__all__ = ["ASSISTED_STATUSES", "CHANNELS", "GENERATOR_STATUSES", "SCHEMA", "SCORED_CHANNELS",
+           "STATUSES", "CGRRecord", "ChannelResult"]
 
 SCHEMA = "cgr.record/1"
 CHANNELS = ("direct", "assisted", "generator", "budget_matched")
+# The views lm-eval scores (one filter pipeline each): the channels plus assisted with fallback.
+SCORED_CHANNELS = ("direct", "assisted", "assisted_fallback", "generator", "budget_matched")
 # Every channel: ok (a letter), invalid (an answer in which no letter could be read; never
 # guessed), error (the model failed), not_run (not part of this run).
 COMMON_STATUSES = ("ok", "invalid", "error", "not_run")

@@ -15,10 +15,10 @@ import textwrap
 
 import pytest
 
-from cgr_plugin.assisted import AssistedSettings, run_item_program
-from cgr_plugin.backends import Generation
-from cgr_plugin.items import MCQAItem
-from cgr_plugin.sandbox import SandboxLimits, isolation_level
+from cgr_plugin.data.items import MCQAItem
+from cgr_plugin.models.backends import Generation
+from cgr_plugin.run.assisted import AssistedSettings, run_item_program
+from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level
 
 from .conftest import REPO
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from cgr_plugin.assisted import AssistedSettings, run_assisted, run_item_program
-from cgr_plugin.backends import Generation
-from cgr_plugin.items import MCQAItem
+from cgr_plugin.data.items import MCQAItem
+from cgr_plugin.models.backends import Generation
 from cgr_plugin.record import ChannelResult
-from cgr_plugin.sandbox import SandboxLimits, isolation_level
+from cgr_plugin.run.assisted import AssistedSettings, run_assisted, run_item_program
+from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level
 
 pytestmark = pytest.mark.skipif(isolation_level() == "process", reason="needs bubblewrap")
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from cgr_plugin.backends import Generation, GenerationRequest
-from cgr_plugin.broker import SolverBroker
-from cgr_plugin.cache import CachedBackend, ResponseCache
+from cgr_plugin.models.backends import Generation, GenerationRequest
+from cgr_plugin.models.cache import CachedBackend, ResponseCache
+from cgr_plugin.run.broker import SolverBroker
 
 
 class EchoBackend:
@@ -173,7 +173,7 @@ class FlakyBackend(EchoBackend):
 
 @pytest.mark.parametrize("raising", [False, True])
 def test_a_transient_failure_is_retried_into_an_answer(raising):
-    from cgr_plugin.backends import RetryingBackend
+    from cgr_plugin.models.backends import RetryingBackend
 
     flaky = FlakyBackend(failures=2, raising=raising)
     backend = RetryingBackend(flaky, retries=2, backoff=0.01)
@@ -182,7 +182,7 @@ def test_a_transient_failure_is_retried_into_an_answer(raising):
 
 
 def test_a_lasting_failure_becomes_an_error_value_naming_the_retries():
-    from cgr_plugin.backends import RetryingBackend
+    from cgr_plugin.models.backends import RetryingBackend
 
     backend = RetryingBackend(FlakyBackend(failures=99), retries=2, backoff=0.01)
     (out,) = backend.generate([GenerationRequest("ab", 4)])
@@ -192,7 +192,7 @@ def test_a_lasting_failure_becomes_an_error_value_naming_the_retries():
 
 
 def test_a_prompt_too_long_for_the_context_is_not_retried():
-    from cgr_plugin.backends import RetryingBackend
+    from cgr_plugin.models.backends import RetryingBackend
 
     class TooLong(EchoBackend):
         def generate(self, requests, *, progress=False):
@@ -206,7 +206,7 @@ def test_a_prompt_too_long_for_the_context_is_not_retried():
 
 
 def test_a_backend_that_cannot_be_set_up_is_an_error_not_a_retried_item():
-    from cgr_plugin.backends import BackendError, RetryingBackend
+    from cgr_plugin.models.backends import BackendError, RetryingBackend
 
     class Missing(EchoBackend):
         def generate(self, requests, *, progress=False):

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from cgr_plugin._paths import DATA_DIR
-from cgr_plugin.bundle import aqua_row, build_bundle, load_recipes, oe_eval_query_row
-from cgr_plugin.dataset_loader import read_items
-from cgr_plugin.items import ItemError
+from cgr_plugin.data.bundle import aqua_row, build_bundle, load_recipes, oe_eval_query_row
+from cgr_plugin.data.items import ItemError
+from cgr_plugin.data.loader import read_items
 
 from .conftest import SHARED_DATA
 

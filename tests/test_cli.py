@@ -1,7 +1,8 @@
 import pytest
 
-from cgr_plugin import _lm_eval_hook, cli
 from cgr_plugin._paths import TASKS_DIR
+from cgr_plugin.cli import main as cli
+from cgr_plugin.tasks import lm_eval_hook as _lm_eval_hook
 
 from .conftest import SHARED_DATA, run_cli
 
@@ -76,7 +77,7 @@ def test_patched_task_manager_adds_packaged_tasks_to_user_paths(tmp_path):
 def test_cgr_validate_dataset_exit_codes(tmp_path, capsys):
     (tmp_path / "d.jsonl").write_text('{"question": "Q?", "choices": ["a", "b"], "answer": "B"}\n')
     good = tmp_path / "good.yaml"
-    good.write_text("task: good\nclass: !function cgr_plugin.task.CGRTask\n"
+    good.write_text("task: good\nclass: !function cgr_plugin.tasks.task.CGRTask\n"
                     "dataset_kwargs: {data_files: d.jsonl}\n")
     with pytest.raises(SystemExit) as done:
         cli.cgr_main(["validate-dataset", str(good)])
@@ -93,7 +94,7 @@ def test_a_second_run_into_the_same_output_folder_is_refused_until_the_first_end
 
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom cgr_plugin.cli import lock_output_folder\n"
+        [sys.executable, "-c", "import sys\nfrom cgr_plugin.cli.main import lock_output_folder\n"
          f"h = lock_output_folder(['--output_path', {str(out)!r}])\nprint('held', flush=True)\n"
          "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -105,6 +106,6 @@ def test_a_second_run_into_the_same_output_folder_is_refused_until_the_first_end
     finally:
         holder.kill()  # a killed holder leaves no stale lock
         holder.wait()
-    from cgr_plugin.cli import lock_output_folder
+    from cgr_plugin.cli.main import lock_output_folder
 
     assert lock_output_folder(["--output_path", str(out)]) is not None

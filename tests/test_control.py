@@ -1,8 +1,8 @@
 """The budget-matched control's sampling, voting and tie-breaking (scripted solver)."""
 
-from cgr_plugin.backends import Generation
-from cgr_plugin.control import run_budget_matched
-from cgr_plugin.items import MCQAItem
+from cgr_plugin.data.items import MCQAItem
+from cgr_plugin.models.backends import Generation
+from cgr_plugin.run.control import run_budget_matched
 
 ITEMS = [MCQAItem(id=f"q{i}", dataset="toy", question=f"Question {i}?",
                   choices=("red", "green", "blue"), answer="A") for i in range(3)]

@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from cgr_plugin.dataset_loader import TaskConfigError, load_mcqa_dataset, read_items
-from cgr_plugin.items import ItemError, MCQAItem
-from cgr_plugin.normalize import FieldMapping, Normalizer
+from cgr_plugin.data.items import ItemError, MCQAItem
+from cgr_plugin.data.loader import TaskConfigError, read_items
+from cgr_plugin.data.normalize import FieldMapping, Normalizer
+from cgr_plugin.tasks.dataset import load_mcqa_dataset
 
 ROWS = [{"qid": f"r{i}", "prompt": f"Question {i}?", "options": ["yes", "no", "maybe"],
          "label": i % 3, "topic": "t1" if i < 2 else "t2"} for i in range(4)]
@@ -244,7 +245,7 @@ def _fewshot_task(tmp_path, write_jsonl, extra: str):
     write_jsonl("q.jsonl", ROWS)
     write_jsonl("shots.jsonl", [dict(r, qid=f"s{i}") for i, r in enumerate(ROWS[:3])])
     (tmp_path / "cgr_fs.yaml").write_text(
-        "task: cgr_fs\nclass: !function cgr_plugin.task.CGRTask\n" + extra
+        "task: cgr_fs\nclass: !function cgr_plugin.tasks.task.CGRTask\n" + extra
         + "dataset_kwargs:\n  data_files: {test: q.jsonl, train: shots.jsonl}\n" + MAPPED)
     manager = TaskManager(include_path=[str(tmp_path)], include_defaults=False)
     return manager.load(["cgr_fs"])["tasks"]["cgr_fs"]
@@ -280,7 +281,7 @@ def test_cgr_task_names_an_unknown_task_key(tmp_path, write_jsonl):
 
     write_jsonl("mine.jsonl", ROWS)
     (tmp_path / "cgr_typo.yaml").write_text(
-        "task: cgr_typo\nclass: !function cgr_plugin.task.CGRTask\ntest_spilt: test\n"
+        "task: cgr_typo\nclass: !function cgr_plugin.tasks.task.CGRTask\ntest_spilt: test\n"
         "dataset_kwargs:\n  data_files: mine.jsonl\n" + MAPPED)
     manager = TaskManager(include_path=[str(tmp_path)], include_defaults=False)
     with pytest.raises(TaskConfigError, match=r"cgr_typo.yaml: field 'test_spilt': unknown task "

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cgr_plugin.dataset_loader import DATASET_KWARGS
-from cgr_plugin.normalize import ANSWER_FORMATS, LETTER_SCHEMES, FieldMapping
-from cgr_plugin.validate import format_report, validate_task_yaml
+from cgr_plugin.data.loader import DATASET_KWARGS
+from cgr_plugin.data.normalize import ANSWER_FORMATS, LETTER_SCHEMES, FieldMapping
+from cgr_plugin.tasks.validate import format_report, validate_task_yaml
 
 from .conftest import REPO
 

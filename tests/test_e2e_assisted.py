@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cgr_plugin.record import ASSISTED_STATUSES, GENERATOR_STATUSES, CGRRecord
-from cgr_plugin.sandbox import isolation_level
+from cgr_plugin.sandbox.runner import isolation_level
 
 from .conftest import needs_llama, run_cli
 from .test_e2e_cli import _results, _samples

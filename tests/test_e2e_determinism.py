@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cgr_plugin.analysis.export import write_programs
+from cgr_plugin.programs.packages import write_programs
 from cgr_plugin.record import CGRRecord
 
 from .conftest import needs_llama, run_cli
@@ -36,7 +36,7 @@ def solve(item, solver):
 
 def _items() -> list[str]:
     from cgr_plugin._paths import DATA_DIR
-    from cgr_plugin.dataset_loader import read_items
+    from cgr_plugin.data.loader import read_items
 
     return [f"{i.dataset}/{i.id}" for i in read_items(DATA_DIR / "arc_easy" / "test.jsonl")[:12]]
 

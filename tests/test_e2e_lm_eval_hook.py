@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cgr_plugin import _lm_eval_hook
+from cgr_plugin.tasks import lm_eval_hook as _lm_eval_hook
 
 from .conftest import needs_llama, run_cli
 
@@ -54,5 +54,5 @@ def test_enable_then_plain_lm_eval_runs_cgr_tasks(tmp_path, hook_state):
 def test_hook_is_inert_until_lm_eval_is_imported(hook_state):
     run_cli("cgr", "enable-lm-eval")
     probe = run_cli("python", "-c", "import sys; print('lm_eval' in sys.modules, "
-                    "'cgr_plugin.model' in sys.modules)")
+                    "'cgr_plugin.run.model' in sys.modules)")
     assert probe.stdout.split() == ["False", "False"]

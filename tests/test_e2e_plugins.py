@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cgr_plugin.analysis.export import write_programs
+from cgr_plugin.programs.packages import write_programs
 
 from .conftest import REPO, needs_llama, run_cli
 from .test_e2e_cli import _results

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cgr_plugin.record import CGRRecord
-from cgr_plugin.sandbox import isolation_level
+from cgr_plugin.sandbox.runner import isolation_level
 
 from .conftest import needs_llama, run_cli
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cgr_plugin.items import MCQAItem
+from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.record import CGRRecord
 
 from .conftest import has_module, needs_llama
@@ -61,7 +61,7 @@ def server():
 
 def _lm(server, **extra):
     import cgr_plugin
-    from cgr_plugin.model import CGRLM
+    from cgr_plugin.run.model import CGRLM
 
     cgr_plugin.register()
     return CGRLM(generator="local-chat-completions", **{

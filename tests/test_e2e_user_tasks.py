@@ -21,7 +21,7 @@ ROWS = [
      "options": ["6", "8", "10", "12", "4"], "key": 1, "area": "biology"},
 ]
 YAML = """task: cgr_usertoy
-class: !function cgr_plugin.task.CGRTask
+class: !function cgr_plugin.tasks.task.CGRTask
 tag: [my_suite]
 dataset_kwargs:
   data_files: {{test: data/toy.jsonl}}

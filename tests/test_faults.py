@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from cgr_plugin.assisted import AssistedSettings, run_assisted
-from cgr_plugin.backends import Generation, RetryingBackend
-from cgr_plugin.items import MCQAItem
-from cgr_plugin.sandbox import SandboxLimits, isolation_level
+from cgr_plugin.data.items import MCQAItem
+from cgr_plugin.models.backends import Generation, RetryingBackend
+from cgr_plugin.run.assisted import AssistedSettings, run_assisted
+from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level
 
 from .conftest import REPO
 

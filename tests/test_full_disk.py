@@ -8,8 +8,8 @@ import sys
 SCRIPT = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))  # files stop at 64 KiB
-from cgr_plugin.journal import Journal
-from cgr_plugin.cache import ResponseCache
+from cgr_plugin.run.journal import Journal
+from cgr_plugin.models.cache import ResponseCache
 journal = Journal(sys.argv[1] + "/j.db", "identity")
 cache = ResponseCache(sys.argv[1] + "/c.db")
 for i in range(300):

@@ -13,10 +13,10 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cgr_plugin.data.items import ItemError
+from cgr_plugin.data.normalize import FieldMapping, Normalizer
 from cgr_plugin.extraction import extract_letter
-from cgr_plugin.items import ItemError
-from cgr_plugin.normalize import FieldMapping, Normalizer
-from cgr_plugin.validate import validate_task_yaml
+from cgr_plugin.tasks.validate import validate_task_yaml
 
 FUZZ_CASES = {"extraction": 600, "rows": 400, "mappings": 200, "task_yaml": 150}
 FUZZ = {"derandomize": True, "deadline": None, "database": None,
@@ -73,7 +73,7 @@ def test_field_mappings_from_yaml_never_crash(value):
 
 
 YAML_LINES = st.sampled_from([
-    "task: fuzz", "task: [a, b]", "class: !function cgr_plugin.task.CGRTask",
+    "task: fuzz", "task: [a, b]", "class: !function cgr_plugin.tasks.task.CGRTask",
     "class: !function no.such.Thing", "dataset_kwargs:", "  data_files: data.jsonl",
     "  data_files: {test: data.jsonl, train: missing.csv}", "  fields: {question: q}",
     "  fields: 7", "  letters: numbers", "  letters: [A, A]", "  bundle: arc_easy",

@@ -1,6 +1,6 @@
 import pytest
 
-from cgr_plugin.items import ItemError, MCQAItem, check_unique_ids
+from cgr_plugin.data.items import ItemError, MCQAItem, check_unique_ids
 
 
 def make(**overrides):

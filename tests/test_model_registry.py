@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from cgr_plugin.model_registry import RegistryError, load_registry, model_file
+from cgr_plugin.models.registry import RegistryError, load_registry, model_file
 
 
 def test_packaged_registry_has_the_embedded_models():

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cgr_plugin.items import ItemError
-from cgr_plugin.normalize import FieldMapping, Normalizer
+from cgr_plugin.data.items import ItemError
+from cgr_plugin.data.normalize import FieldMapping, Normalizer
 
 
 def normalize(row, index=0, **mapping):

@@ -26,5 +26,5 @@ def test_wheel_ships_resources(tmp_path):
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[lm_eval.models]" in text and "cgr = cgr_plugin.model:CGRLM" in text
-    assert "cgr-eval = cgr_plugin.cli:cgr_eval_main" in text
+    assert "[lm_eval.models]" in text and "cgr = cgr_plugin.run.model:CGRLM" in text
+    assert "cgr-eval = cgr_plugin.cli.main:cgr_eval_main" in text

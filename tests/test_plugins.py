@@ -8,13 +8,13 @@ import types
 import pytest
 
 from cgr_plugin import hookimpl, plugins
-from cgr_plugin.backends import Generation
+from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.extraction import Extraction
 from cgr_plugin.hookspecs import HOOKS
-from cgr_plugin.items import MCQAItem
+from cgr_plugin.models.backends import Generation
 from cgr_plugin.record import CGRRecord, ChannelResult
-from cgr_plugin.sandbox import SandboxResult
-from cgr_plugin.scoring import ChannelFilter, process_results
+from cgr_plugin.sandbox.runner import SandboxResult
+from cgr_plugin.tasks.scoring import ChannelFilter, process_results
 
 from .conftest import REPO
 
@@ -117,7 +117,7 @@ def test_model_extractor_and_sandbox_plugins_drive_a_run(plugin):
     plugin("kit", register_models=lambda register: register("scripted", ScriptedBackend),
            register_extractors=lambda register: register("last_capital", last_capital),
            register_sandboxes=lambda register: register("in-test", fake_run_program))
-    from cgr_plugin.model import CGRLM
+    from cgr_plugin.run.model import CGRLM
 
     lm = CGRLM(solver="scripted", generator="scripted", extractor="last_capital",
                sandbox="in-test", **{"solver.temperature": "0"})
@@ -137,7 +137,7 @@ def test_every_hook_is_documented_with_its_signature():
 
 
 def test_a_plugin_normalizer_named_in_a_task_yaml_shapes_the_rows(plugin, tmp_path):
-    from cgr_plugin.dataset_loader import load_mcqa_dataset
+    from cgr_plugin.tasks.dataset import load_mcqa_dataset
 
     def from_quiz(row):
         return {"id": row["n"], "question": row["q"], "choices": row["opts"].split("|"),
@@ -149,7 +149,7 @@ def test_a_plugin_normalizer_named_in_a_task_yaml_shapes_the_rows(plugin, tmp_pa
 
     def load(name):
         (tmp_path / "quiz.yaml").write_text(
-            "task: quiz\nclass: !function cgr_plugin.task.CGRTask\ndataset_kwargs:\n"
+            "task: quiz\nclass: !function cgr_plugin.tasks.task.CGRTask\ndataset_kwargs:\n"
             f"  data_files: quiz.jsonl\n  normalizer: {name}\n")
         return load_mcqa_dataset(data_files="quiz.jsonl", normalizer=name,
                                  config_source=str(tmp_path / "quiz.yaml"))

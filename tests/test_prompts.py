@@ -1,6 +1,6 @@
 import pytest
 
-from cgr_plugin.items import MCQAItem
+from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.prompts import TemplateError, render
 
 ITEM = MCQAItem(id="q", dataset="toy", question="Which is a mammal?",

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from cgr_plugin.record import CGRRecord, ChannelResult
-from cgr_plugin.scoring import ChannelFilter, process_results
+from cgr_plugin.tasks.scoring import ChannelFilter, process_results
 
 
 def record(direct):

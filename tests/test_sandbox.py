@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cgr_plugin.sandbox import SandboxLimits, isolation_level, run_program
+from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level, run_program
 
 from .conftest import REPO
 
@@ -231,13 +231,13 @@ def solve(item, solver):
 
 
 def test_without_bubblewrap_the_weaker_isolation_is_recorded_and_warned(monkeypatch, caplog):
-    import cgr_plugin.sandbox as sandbox
+    import cgr_plugin.sandbox.runner as sandbox
 
     monkeypatch.setattr(sandbox, "isolation_level", lambda: "process")
     monkeypatch.setattr(sandbox, "_warned_weak", False)
     monkeypatch.setenv("CGR_TEST_SECRET", "s3cret-token")
     program = "import os\ndef solve(item, solver):\n    return dict(os.environ)\n"
-    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
+    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox.runner"):
         result = run(program)
     assert result.status == "ok" and result.isolation == "process"
     assert "s3cret-token" not in repr(result.answer)  # the environment is still emptied

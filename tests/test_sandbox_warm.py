@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import cgr_plugin.sandbox as sandbox
-from cgr_plugin.sandbox import WARM_ENV, SandboxLimits, isolation_level, run_program
+import cgr_plugin.sandbox.runner as sandbox
+from cgr_plugin.sandbox.runner import WARM_ENV, SandboxLimits, isolation_level, run_program
 
 from .conftest import REPO
 from .test_sandbox import write_probe
@@ -426,7 +426,7 @@ def _two_programs_from_a_fresh_pool(monkeypatch, caplog):
     monkeypatch.setattr(sandbox, "_pool", None)
     monkeypatch.setattr(sandbox, "_warm_failure", None)
     monkeypatch.setenv(WARM_ENV, "1")
-    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
+    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox.runner"):
         results = [run("def solve(item, solver):\n    return solver.ask('x')\n")
                    for _ in range(2)]
     warnings = [r.getMessage() for r in caplog.records
@@ -488,8 +488,8 @@ def solve(item, solver):
 ZYGOTE_USER = """
 import os, sys
 from pathlib import Path
-from cgr_plugin.sandbox import run_program
-import cgr_plugin.sandbox as sandbox
+from cgr_plugin.sandbox.runner import run_program
+import cgr_plugin.sandbox.runner as sandbox
 result = run_program("def solve(item, solver):\\n    return 'A'\\n",
                      {"id": "x", "question": "?", "letters": ["A"], "choices": ["a"]},
                      handle_call=lambda call: {"value": "A"})

@@ -1,6 +1,6 @@
 import pytest
 
-from cgr_plugin.scaffold import audit_program, extract_program, read_constants
+from cgr_plugin.programs.scaffold import audit_program, extract_program, read_constants
 
 GOOD = '''GENERATOR_ANSWER = "B"
 DIFFICULTY = "easy"

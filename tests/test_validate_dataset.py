@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cgr_plugin._paths import TASKS_DIR
-from cgr_plugin.validate import format_report, validate_main, validate_task_yaml
+from cgr_plugin.tasks.validate import format_report, validate_main, validate_task_yaml
 
 from .conftest import REPO, run_cli
 
@@ -20,7 +20,7 @@ ROWS = [
     {"uid": "u3", "stem": "How many legs does a spider have?",
      "options": ["6", "8", "10", "12"], "key": "b"},
 ]
-HEAD = "task: my_mcqa\nclass: !function cgr_plugin.task.CGRTask\n"
+HEAD = "task: my_mcqa\nclass: !function cgr_plugin.tasks.task.CGRTask\n"
 FIELDS = "  fields: {id: uid, question: stem, choices: options, answer: key}\n"
 
 
@@ -172,7 +172,7 @@ def test_letter_schemes_in_the_summary_and_in_gold_checks(tmp_path):
      ":line 2: field 'class': !function nowhere_mod.Thing cannot be imported"),
     ("task: t\ndataset_kwargs:\n  data_files: x.jsonl\n",
      ": this task does not load its data with cgr-plugin"),
-    ("class: !function cgr_plugin.task.CGRTask\ndataset_kwargs: {data_files: x.jsonl}\n",
+    ("class: !function cgr_plugin.tasks.task.CGRTask\ndataset_kwargs: {data_files: x.jsonl}\n",
      ": no 'task:' key"),
     (HEAD, ": the data needs exactly one of dataset_kwargs.data_files"),
     ("task: t\ntask: u\n", ":line 2: field 'task': key given twice (lines 1 and 2)"),

@@ -1,6 +1,6 @@
 """doc_to_text of the plain lm-eval task: exactly the prompt cgr's direct channel sends."""
 
-from cgr_plugin.items import MCQAItem
+from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.prompts import render
 
 

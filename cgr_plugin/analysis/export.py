@@ -1,4 +1,4 @@
-"""The program resource: export a run's programs as a versioned package, and read it back.
+"""The program resource: export a run's programs as a versioned package (``cgr export``).
 
 Package layout (``cgr export RUN_DIR --out PKG``)::
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .._paths import TEMPLATES_DIR
+from .._version import __version__
+from ..programs.packages import PACKAGE_SCHEMA, program_key
 from .runs import RunError, iter_records
 
-__all__ = ["PACKAGE_SCHEMA", "export_package", "load_programs", "program_key"]
+__all__ = ["export_package"]
 
-PACKAGE_SCHEMA = "cgr.programs/1"
 README = """# CGR program package
 
 Written by `cgr export` (cgr-plugin {version}), schema `{schema}`.
@@ -46,17 +46,11 @@ Replay against another solver:
 """
 
 
-def program_key(item: dict[str, Any]) -> str:
-    return f"{item.get('dataset', '')}/{item.get('id', '')}"
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
-    from .. import __version__
-
     rows, tasks, configs = [], Counter(), []
     for folder in folders:
         for results in sorted(folder.rglob("results_*.json")):
@@ -100,44 +94,3 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (out / "README.md").write_text(README.format(version=__version__, schema=PACKAGE_SCHEMA))
     return manifest
-
-
-def write_programs(out: Path, programs: Mapping[str, str], generator: str = "hand-written"
-                   ) -> Path:
-    """A replayable package from ``{item key (dataset/id): program text}``: run programs you
-    wrote yourself (benchmarks, tests, a fixed scaffold) with ``--model_args programs=OUT``."""
-    from .. import __version__
-
-    out.mkdir(parents=True, exist_ok=True)
-    body = "".join(json.dumps({"key": key, "generator": generator, "generator_output": text},
-                              sort_keys=True) + "\n" for key, text in programs.items())
-    (out / "programs.jsonl").write_text(body, encoding="utf-8")
-    manifest = {"schema": PACKAGE_SCHEMA, "cgr_plugin": __version__, "programs": len(programs),
-                "generators": [generator],
-                "programs_sha256": hashlib.sha256(body.encode()).hexdigest()}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return out
-
-
-def load_programs(package: str | Path) -> dict[str, str]:
-    """``{item key: generator output}`` from a package folder, checked against its manifest."""
-    folder = Path(package).expanduser()
-    manifest_path, programs_path = folder / "manifest.json", folder / "programs.jsonl"
-    if not manifest_path.is_file() or not programs_path.is_file():
-        raise RunError(f"{folder}: not a cgr program package (no manifest.json and "
-                                "programs.jsonl; write one with `cgr export`)")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("schema") != PACKAGE_SCHEMA:
-        raise RunError(f"{folder}: package schema {manifest.get('schema')!r}, this cgr-plugin "
-                         f"reads {PACKAGE_SCHEMA!r}")
-    body = programs_path.read_text(encoding="utf-8")
-    if hashlib.sha256(body.encode()).hexdigest() != manifest.get("programs_sha256"):
-        raise RunError(f"{programs_path}: contents differ from the manifest's sha256")
-    programs: dict[str, str] = {}
-    for line in body.splitlines():
-        row = json.loads(line)
-        if programs.get(row["key"], row["generator_output"]) != row["generator_output"]:
-            raise RunError(f"{programs_path}: item {row['key']} has two different programs "
-                           "(export one generator per package)")
-        programs[row["key"]] = row["generator_output"]
-    return programs

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..plugins import SCORED_CHANNELS
+from ..record import SCORED_CHANNELS
 from .plots import figures
 
 __all__ = ["write_report"]

@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..record import CGRRecord
+from .. import plugins
+from ..errors import CGRError
+from ..record import SCORED_CHANNELS, CGRRecord
 
 __all__ = ["ItemOutcome", "RunError", "iter_records", "load_runs"]
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-.]+\.jsonl$")
 
 
-class RunError(ValueError):
+class RunError(CGRError):
     """A run folder without cgr samples, or with lines that are not cgr records."""
 
 
@@ -82,11 +84,9 @@ def _outcome(run: str, task: str, record: CGRRecord) -> ItemOutcome:
 
 
 def _plugin_scores(record: CGRRecord) -> dict[str, dict[str, float]]:
-    from .. import plugins
-
     if not plugins.registry().scorers:
         return {}
-    return {view: plugins.score(record, view) for view in plugins.SCORED_CHANNELS
+    return {view: plugins.score(record, view) for view in SCORED_CHANNELS
             if record.channel(view.removesuffix("_fallback")).status != "not_run"}
 
 

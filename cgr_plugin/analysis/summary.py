@@ -7,14 +7,15 @@ a partition: micro (items pooled) and macro (mean over tasks, stratified bootstr
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import yaml
 
+from .. import plugins
+from ..plugins import Partition
 from ..record import ASSISTED_STATUSES
 from .runs import ItemOutcome
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, accuracy, macro_difference, paired_difference
@@ -26,13 +27,6 @@ CHANNELS = {"direct": "direct_ok", "assisted": "assisted_ok",
 EXECUTION_FAILURES = ("runtime_error", "timeout", "memory_limit", "budget_exceeded", "crashed",
                       "protocol_error", "invalid_answer")
 EXTRACTION_FAILURES = ("generator_error", "no_code", "syntax_error", "missing_entry")
-
-
-@dataclass(frozen=True)
-class Partition:
-    name: str
-    description: str
-    keep: Callable[[dict[str, Any]], bool]  # on a group summary
 
 
 def builtin_partitions(gate: float) -> list[Partition]:
@@ -190,8 +184,6 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
                   resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     if not outcomes:
         raise ValueError("no items to report on")
-    from .. import plugins
-
     every = [*builtin_partitions(gate), *plugins.registry().entries["partitions"].values(),
              *partitions]
     groups, aggregates = _headline(outcomes, every, resamples, seed)

@@ -17,15 +17,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
+from ..prompts import environment
+
 __all__ = ["Journal", "identity_hash"]
 
 log = logging.getLogger(__name__)
 
 
 def identity_hash(info: Mapping[str, Any], template_dirs: Iterable[str] = ()) -> str:
-    from . import __version__
-    from .prompts import environment
-
     templates = {}
     for folder in environment(list(template_dirs)).loader.searchpath:  # as prompts search
         for path in sorted(Path(folder).glob("*.j2")):

@@ -8,7 +8,7 @@ lm-eval's ``include:`` only reaches files by path, so a YAML in the user's own f
 include ``_cgr_base.yaml`` portably. Naming this class instead gives the same settings::
 
     task: cgr_mydata
-    class: !function cgr_plugin.task.CGRTask
+    class: !function cgr_plugin.tasks.CGRTask
     dataset_kwargs:
       data_files: mydata.jsonl
 
@@ -26,15 +26,12 @@ from lm_eval.api.metrics import mean
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from . import plugins
-from ._paths import TASKS_DIR
-from .dataset_loader import TaskConfigError
-from .items import MCQAItem
-from .task_file import unknown_top_level_keys
+from .. import plugins
+from ..data.items import MCQAItem
+from ..data.loader import TaskConfigError
+from .task_file import BASE_CONFIG, unknown_top_level_keys
 
 __all__ = ["BASE_CONFIG", "CGRTask"]
-
-BASE_CONFIG = TASKS_DIR / "_cgr_base.yaml"
 
 
 class CGRTask(ConfigurableTask):

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .model_registry import ModelSpec, RegistryError, load_registry, model_file
+from ..errors import CGRError
+from .registry import ModelSpec, RegistryError, load_registry, model_file
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "LlamaCppBackend",
            "LmEvalBackend", "Progress", "RetryingBackend", "make_backend"]
@@ -23,7 +24,7 @@ __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "LlamaC
 log = logging.getLogger(__name__)
 
 
-class BackendError(ValueError):
+class BackendError(CGRError):
     """A model that cannot be set up (unknown name, missing package, bad arguments)."""
 
 
@@ -289,7 +290,7 @@ def make_backend(name: str, args: Mapping[str, Any], *,
                                f"{name!r} (allowed: {', '.join(sorted(allowed))})")
         merged = {k: v for k, v in defaults.items() if k in allowed} | args
         return LlamaCppBackend(spec, **merged), spec
-    from . import plugins
+    from .. import plugins
 
     factory = plugins.registry().entries["models"].get(name)
     if factory is not None and spec is None:  # a plugin's backend

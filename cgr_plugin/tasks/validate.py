@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .dataset_loader import (
+from ..data.items import ItemError, MCQAItem
+from ..data.loader import (
     SPLIT_KEYS,
     DatasetSpec,
     Problems,
@@ -24,8 +25,7 @@ from .dataset_loader import (
     iter_rows,
     split_items,
 )
-from .items import ItemError, MCQAItem
-from .normalize import did_you_mean
+from ..data.normalize import did_you_mean
 
 __all__ = ["Report", "SplitReport", "format_report", "validate_task_yaml", "validate_main"]
 

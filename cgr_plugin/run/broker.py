@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from .backends import Backend, Generation, GenerationRequest
+from ..models.backends import Backend, Generation, GenerationRequest
 
 __all__ = ["BrokerStats", "SolverBroker"]
 

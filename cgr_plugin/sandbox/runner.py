@@ -80,7 +80,7 @@ from typing import Any
 __all__ = ["SandboxLimits", "SandboxResult", "isolation_level", "run_program"]
 
 log = logging.getLogger(__name__)
-WORKER = Path(__file__).with_name("_sandbox_worker.py")
+WORKER = Path(__file__).with_name("_worker.py")
 NOBODY = 65534
 _MAX_MESSAGE = 1 << 20  # one protocol line; longer is a protocol violation
 # Statuses the worker may report; anything else it sends is a protocol error.
@@ -330,7 +330,7 @@ def _warn_weak_isolation() -> None:
 
 
 # -- warm sandboxes ------------------------------------------------------------------------------
-ZYGOTE = Path(__file__).with_name("_sandbox_zygote.py")
+ZYGOTE = Path(__file__).with_name("_zygote.py")
 WARM_ENV = "CGR_SANDBOX_WARM"
 POOL_SIZE = 6  # sandboxes kept started, each in its own cgroup, waiting for a program
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/", "PYTHONHASHSEED": "0"}

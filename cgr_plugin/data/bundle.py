@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from ._paths import DATA_DIR
-from .dataset_loader import read_rows
+from .._paths import DATA_DIR
 from .items import ItemError, MCQAItem, check_unique_ids
+from .loader import read_rows
 from .normalize import FieldMapping, Normalizer
 
 __all__ = ["aqua_row", "build_bundle", "load_recipes", "oe_eval_query_row", "truthfulqa_mc1_row"]

@@ -14,13 +14,17 @@ from typing import Any
 
 import yaml
 
-from .dataset_loader import Problems, TaskConfigError
-from .normalize import did_you_mean
+from .._paths import TASKS_DIR
+from ..data.loader import Problems, TaskConfigError
+from ..data.normalize import did_you_mean
 
-__all__ = ["TaskFile", "read_task_file", "unknown_top_level_keys"]
+__all__ = ["BASE_CONFIG", "TaskFile", "read_task_file", "unknown_top_level_keys"]
 
-CGR_TASK = "cgr_plugin.task.CGRTask"
-CGR_LOADER = "cgr_plugin.dataset_loader.load_mcqa_dataset"
+# The class and loader a CGR task names: today's paths, then the 0.1 ones (cgr_plugin._compat).
+CGR_TASK = ("cgr_plugin.tasks.CGRTask", "cgr_plugin.tasks.task.CGRTask", "cgr_plugin.task.CGRTask")
+CGR_LOADER = ("cgr_plugin.tasks.dataset.load_mcqa_dataset",
+              "cgr_plugin.dataset_loader.load_mcqa_dataset")
+BASE_CONFIG = TASKS_DIR / "_cgr_base.yaml"
 # Keys lm-eval takes out before building a TaskConfig.
 _STRUCTURAL_KEYS = ("class", "include", "group", "task_list", "tag")
 
@@ -90,7 +94,7 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
 
 
-def _is(obj: Any, dotted: str) -> bool:
+def _is(obj: Any, dotted: tuple[str, ...]) -> bool:
     return obj is not None and _qualname(obj).endswith(dotted)
 
 
@@ -144,8 +148,6 @@ def read_task_file(path: Path, problems: Problems) -> TaskFile | None:
         bad(f"cannot load: {type(err).__name__}: {err}", ("include",), lines.get(("include",)))
         return None
     if _is(config.get("class"), CGR_TASK):
-        from .task import BASE_CONFIG
-
         base = load_yaml(BASE_CONFIG, resolve_func=resolve)
         base.pop("tag", None)
         config = {**base, **config}

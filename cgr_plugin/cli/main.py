@@ -16,16 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from ._paths import TASKS_DIR
+from .._paths import TASKS_DIR
 
 
 def _data_errors() -> tuple[type[Exception], ...]:
-    from .analysis.runs import RunError
-    from .backends import BackendError
-    from .dataset_loader import TaskConfigError
-    from .items import ItemError
-    from .model_registry import RegistryError
-    from .prompts import TemplateError
+    from ..analysis.runs import RunError
+    from ..data.items import ItemError
+    from ..data.loader import TaskConfigError
+    from ..models.backends import BackendError
+    from ..models.registry import RegistryError
+    from ..prompts import TemplateError
 
     return (ItemError, TaskConfigError, RegistryError, TemplateError, BackendError, RunError)
 
@@ -54,7 +54,7 @@ def task_patterns(argv: Sequence[str]) -> list[str]:
 
 
 def include_paths(argv: Sequence[str]) -> list[Path]:
-    from ._lm_eval_hook import split_include_path
+    from ..tasks.lm_eval_hook import split_include_path
 
     paths = [Path(p) for v in _option_values(argv, "--include_path")
              for p in split_include_path(v)]
@@ -152,7 +152,8 @@ def lock_output_folder(argv: Sequence[str]) -> IO[str] | None:
 def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
     """``cgr-eval``: lm-eval with cgr registered (same flags, same subcommands)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from . import _lm_eval_hook, register
+    from .. import register
+    from ..tasks import lm_eval_hook as _lm_eval_hook
 
     register()
     for path, reason in broken_task_yamls(include_paths(argv)):
@@ -181,7 +182,7 @@ def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
 
 # -- cgr ---------------------------------------------------------------------------------------
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    from .bundle import build_bundle
+    from ..data.bundle import build_bundle
 
     source = None if args.hub else Path(args.source).expanduser()
     if source is not None and not source.is_dir():
@@ -199,7 +200,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .model_registry import load_registry
+    from ..models.registry import load_registry
 
     for name, spec in load_registry().items():
         print(f"{name:20} {spec.family:14} {spec.parameters:6} {spec.format:5} "
@@ -208,7 +209,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch_model(args: argparse.Namespace) -> int:
-    from .model_registry import load_registry, model_file
+    from ..models.registry import load_registry, model_file
 
     registry = load_registry()
     for name in args.names:
@@ -221,7 +222,7 @@ def _cmd_fetch_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_enable(args: argparse.Namespace) -> int:
-    from ._lm_eval_hook import enable
+    from ..tasks.lm_eval_hook import enable
 
     path = enable()
     print(f"installed {path}\nplain `lm_eval --model cgr --tasks 'cgr_*'` now works in this "
@@ -230,7 +231,7 @@ def _cmd_enable(args: argparse.Namespace) -> int:
 
 
 def _cmd_disable(args: argparse.Namespace) -> int:
-    from ._lm_eval_hook import disable
+    from ..tasks.lm_eval_hook import disable
 
     path = disable()
     print(f"removed {path}" if path else "the lm-eval hook was not installed")
@@ -241,13 +242,13 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     """Run one program against one item; print the record as one JSON line."""
     import json
 
-    from .assisted import AssistedSettings, run_item_program
-    from .backends import make_backend
-    from .items import MCQAItem
-    from .model_registry import DirectSettings, load_registry
-    from .prompts import render
-    from .record import CGRRecord
-    from .sandbox import SandboxLimits
+    from ..data.items import MCQAItem
+    from ..models.backends import make_backend
+    from ..models.registry import DirectSettings, load_registry
+    from ..prompts import render
+    from ..record import CGRRecord
+    from ..run.assisted import AssistedSettings, run_item_program
+    from ..sandbox.runner import SandboxLimits
 
     data = json.loads(Path(args.item).read_text(encoding="utf-8"))
     if isinstance(data, dict) and "schema" in data and "item" in data:
@@ -270,9 +271,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .analysis.render import write_report
-    from .analysis.runs import load_runs
-    from .analysis.summary import build_summary, load_partitions
+    from ..analysis.render import write_report
+    from ..analysis.runs import load_runs
+    from ..analysis.summary import build_summary, load_partitions
 
     if args.resamples < 1:
         raise ValueError("--resamples must be at least 1")
@@ -285,7 +286,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .analysis.export import export_package
+    from ..analysis.export import export_package
 
     manifest = export_package([Path(r) for r in args.runs], Path(args.out))
     print(f"wrote {manifest['programs']} programs ({', '.join(manifest['tasks'])}) to {args.out}")
@@ -293,7 +294,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from . import plugins
+    from .. import plugins
 
     found = plugins.describe()
     if args.json:
@@ -314,7 +315,7 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate_dataset(args: argparse.Namespace) -> int:
-    from .validate import validate_main
+    from ..tasks.validate import validate_main
 
     return validate_main(args.yamls, show_all=args.all)
 

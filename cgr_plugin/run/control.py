@@ -15,10 +15,10 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from . import plugins
-from .backends import Backend, GenerationRequest
-from .items import MCQAItem
-from .record import ChannelResult
+from .. import plugins
+from ..data.items import MCQAItem
+from ..models.backends import Backend, GenerationRequest
+from ..record import ChannelResult
 
 __all__ = ["run_budget_matched"]
 

@@ -1,7 +1,4 @@
-"""The ``custom_dataset`` function every CGR task YAML points at, and the readers behind it.
-
-lm-eval calls it as ``fn(**metadata, **dataset_kwargs)``; ``metadata`` carries ``config_source``
-(the task YAML's path), so data files resolve relative to the YAML, not to the current directory.
+"""Dataset specs and readers: from a ``dataset_kwargs`` block to normalized items.
 
 One code path serves a run and ``cgr validate-dataset``: :func:`dataset_spec` checks the
 ``dataset_kwargs`` block and :func:`split_items` reads and normalizes one split, both adding
@@ -20,12 +17,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ._paths import DATA_DIR
+from .._paths import DATA_DIR
 from .items import ItemError, MCQAItem
 from .normalize import FieldMapping, Normalizer, closest, did_you_mean, parse_letters
 
 __all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "Problems", "TaskConfigError",
-           "dataset_spec", "iter_rows", "load_mcqa_dataset", "read_items", "read_rows",
+           "check_splits", "dataset_spec", "iter_rows", "read_items", "read_rows",
            "split_items"]
 
 # Keys a CGR task may put under ``dataset_kwargs``.
@@ -385,7 +382,7 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
             if hook is not None:
                 bad("give preprocess or normalizer, not both", "normalizer")
             else:
-                from . import plugins
+                from .. import plugins
 
                 try:
                     spec.preprocess = plugins.registry().get("normalizers",
@@ -516,72 +513,3 @@ def _prepared_item(row: Mapping[str, Any], letters: tuple[str, ...] | None
         return item, []
     except ItemError as err:
         return None, [err]
-
-
-# -- lm-eval's custom_dataset ------------------------------------------------------------------
-def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
-    """Load, normalize and validate one CGR task's items as ``{split: datasets.Dataset}``."""
-    import datasets
-
-    from .task_file import read_task_file
-
-    config_source = kwargs.get("config_source")
-    problems = Problems()
-    if config_source and config_source != "inline":
-        task_file = read_task_file(Path(config_source), problems)
-        problems.raise_first(config_source)
-        assert task_file is not None
-        where, options, task, line_of = (config_source, task_file.dataset_kwargs,
-                                         task_file.config, task_file.line)
-        base: Path | None = Path(config_source).parent
-        preprocess = None
-    else:
-        where, base, line_of = config_source or "task config", None, (lambda *keys: None)
-        options = {k: kwargs[k] for k in DATASET_KWARGS if k in kwargs}
-        task = {k: kwargs[k] for k in ("dataset_path", "dataset_name") if k in kwargs}
-        preprocess = kwargs.get("preprocess")
-    spec = dataset_spec(options, task, where=where, base=base, problems=problems,
-                        line_of=line_of, preprocess=preprocess)
-    problems.raise_first(config_source)
-    assert spec is not None
-    splits = spec.split_names(problems)
-    problems.raise_first(config_source)
-    if spec.splits:  # an inline config (no YAML) names no splits to check
-        check_splits(spec, splits, problems, line_of)
-        problems.raise_first(config_source)
-
-    subsets = _requested_subsets(kwargs, options, where)
-    out = {}
-    for split in splits:
-        items = split_items(spec, split, problems)
-        problems.raise_first(config_source)
-        if subsets is not None:
-            items = _select(items, options["subset_field"], subsets, where)
-        out[split] = datasets.Dataset.from_list([item.to_doc() for item in items])
-    return out
-
-
-def _requested_subsets(kwargs: Mapping[str, Any], options: Mapping[str, Any], where: str
-                       ) -> list[str] | None:
-    raw = kwargs.get("subsets")
-    if raw is None:
-        return None
-    if "subset_field" not in options:
-        raise TaskConfigError("--metadata subsets was given, but this task has no "
-                              "dataset_kwargs.subset_field to select on; run it separately",
-                              source=where)
-    values = raw.split(",") if isinstance(raw, str) else raw
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise TaskConfigError("--metadata subsets must be a list or comma-separated string of "
-                              f"names, got {raw!r}", source=where)
-    return [v.strip() for v in values if v.strip()]
-
-
-def _select(items: list[MCQAItem], key: str, wanted: list[str], where: str) -> list[MCQAItem]:
-    available = sorted({str(it.metadata.get(key)) for it in items})
-    missing = [w for w in wanted if w not in available]
-    if missing:
-        raise TaskConfigError(f"unknown {key} {missing[0]!r}; available: "
-                              + ", ".join(available), source=where)
-    return [it for it in items if str(it.metadata.get(key)) in wanted]
-

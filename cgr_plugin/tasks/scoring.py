@@ -15,8 +15,8 @@ from typing import Any
 
 from lm_eval.api.filter import Filter
 
-from . import plugins
-from .record import ASSISTED_STATUSES, CHANNELS, CGRRecord
+from .. import plugins
+from ..record import ASSISTED_STATUSES, CHANNELS, CGRRecord
 
 __all__ = ["AUDIT_FLAGS", "ChannelFilter", "process_results"]
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import CGRError
+
 LETTERS = string.ascii_uppercase
 MAX_CHOICES = len(LETTERS)
 
@@ -19,7 +21,7 @@ __all__ = ["LETTERS", "ItemError", "MCQAItem", "check_unique_ids", "default_lett
            "field_problems"]
 
 
-class ItemError(ValueError):
+class ItemError(CGRError):
     """A dataset row that cannot become an item; names the file, the line, the item and the field.
 
     Printed as ``FILE:LINE: item ID: field 'X': message``, each part only when known; ``line`` is

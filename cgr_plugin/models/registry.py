@@ -17,18 +17,19 @@ from typing import Any
 
 import yaml
 
-from ._paths import PACKAGE_DIR, cache_dir
+from .._paths import cache_dir
+from ..errors import CGRError
 
 __all__ = ["DIRECT_STYLES", "DirectSettings", "ModelSpec", "RegistryError", "load_registry",
            "model_file"]
 
-REGISTRY_FILE = PACKAGE_DIR / "models.yaml"
+REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 DIRECT_STYLES = ("letter", "reasoning")
 _ENTRY_KEYS = {"family", "parameters", "license", "hf_hub_id", "format", "quantization",
                "source", "context_length", "direct", "chat_template"}
 
 
-class RegistryError(ValueError):
+class RegistryError(CGRError):
     """A registry entry that is malformed, unknown, or whose files are missing or corrupt."""
 
 

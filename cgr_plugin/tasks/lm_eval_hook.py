@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 PTH_NAME = "cgr_plugin_lm_eval.pth"
-MODEL_TARGET = "cgr_plugin.model:CGRLM"
+MODEL_TARGET = "cgr_plugin.run.model:CGRLM"
 
 
 def split_include_path(include_path: Any) -> list[str]:
@@ -45,7 +45,7 @@ def patch_task_manager(manager_cls: type) -> None:
     signature = inspect.signature(original)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        from ._paths import TASKS_DIR
+        from .._paths import TASKS_DIR
 
         bound = signature.bind(self, *args, **kwargs)
         # Packaged tasks first: lm-eval lets later roots win, so a user's own cgr_x.yaml

@@ -43,18 +43,19 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
-from . import plugins
+from .. import plugins
+from ..data.items import ItemError, MCQAItem
+from ..models.backends import Backend, GenerationRequest, RetryingBackend, make_backend
+from ..models.cache import CachedBackend, ResponseCache
+from ..models.registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
+from ..programs.packages import load_programs
+from ..prompts import render
+from ..record import CGRRecord, ChannelResult
+from ..sandbox.runner import SandboxLimits
 from .assisted import AssistedSettings, run_assisted
-from .backends import Backend, GenerationRequest, RetryingBackend, make_backend
-from .cache import CachedBackend, ResponseCache
 from .control import run_budget_matched
-from .items import ItemError, MCQAItem
 from .journal import Journal, identity_hash
-from .model_registry import DIRECT_STYLES, DirectSettings, ModelSpec, load_registry
 from .progress import StageBars
-from .prompts import render
-from .record import CGRRecord, ChannelResult
-from .sandbox import SandboxLimits
 
 __all__ = ["CGRLM", "DEFAULT_GENERATOR", "DEFAULT_SOLVER"]
 
@@ -128,8 +129,6 @@ class CGRLM(LM):
             self.generator_name = f"{self.generator_name}:{target}"
         self.programs: dict[str, str] | None = None
         if own.get("programs"):
-            from .analysis.export import load_programs
-
             self.programs = load_programs(own["programs"])
             self.generator_name = f"replay:{own['programs']}"
         self._defaults = defaults

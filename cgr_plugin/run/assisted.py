@@ -18,15 +18,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import plugins
-from .backends import Backend, Generation, GenerationRequest
+from .. import plugins
+from ..data.items import MCQAItem
+from ..models.backends import Backend, Generation, GenerationRequest
+from ..programs.scaffold import audit_program, extract_program, read_constants
+from ..prompts import render
+from ..record import ChannelResult
+from ..sandbox.runner import SandboxLimits, SandboxResult
 from .broker import SolverBroker
-from .items import MCQAItem
 from .progress import StageBars
-from .prompts import render
-from .record import ChannelResult
-from .sandbox import SandboxLimits, SandboxResult
-from .scaffold import audit_program, extract_program, read_constants
 
 __all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_item_program"]
 

@@ -1,0 +1,2 @@
+"""Programs: code extraction from generator output, audits, program packages.
+"""

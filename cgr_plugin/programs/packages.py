@@ -1,0 +1,67 @@
+"""Program packages: the files ``cgr export`` writes, read back for replay.
+
+``--model_args programs=PKG`` runs each item's stored generator output against a new solver; no
+generator model is loaded. A package whose contents differ from its manifest is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import CGRError
+
+__all__ = ["PACKAGE_SCHEMA", "PackageError", "load_programs", "program_key", "write_programs"]
+
+PACKAGE_SCHEMA = "cgr.programs/1"
+
+
+class PackageError(CGRError):
+    """A folder that is not a readable program package; names the file and what is wrong."""
+
+
+def program_key(item: Mapping[str, Any]) -> str:
+    return f"{item.get('dataset', '')}/{item.get('id', '')}"
+
+
+def write_programs(out: Path, programs: Mapping[str, str], generator: str = "hand-written"
+                   ) -> Path:
+    """A replayable package from ``{item key (dataset/id): program text}``: run programs you
+    wrote yourself (benchmarks, tests, a fixed scaffold) with ``--model_args programs=OUT``."""
+    out.mkdir(parents=True, exist_ok=True)
+    body = "".join(json.dumps({"key": key, "generator": generator, "generator_output": text},
+                              sort_keys=True) + "\n" for key, text in programs.items())
+    (out / "programs.jsonl").write_text(body, encoding="utf-8")
+    manifest = {"schema": PACKAGE_SCHEMA, "cgr_plugin": __version__, "programs": len(programs),
+                "generators": [generator],
+                "programs_sha256": hashlib.sha256(body.encode()).hexdigest()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def load_programs(package: str | Path) -> dict[str, str]:
+    """``{item key: generator output}`` from a package folder, checked against its manifest."""
+    folder = Path(package).expanduser()
+    manifest_path, programs_path = folder / "manifest.json", folder / "programs.jsonl"
+    if not manifest_path.is_file() or not programs_path.is_file():
+        raise PackageError(f"{folder}: not a cgr program package (no manifest.json and "
+                                "programs.jsonl; write one with `cgr export`)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("schema") != PACKAGE_SCHEMA:
+        raise PackageError(f"{folder}: package schema {manifest.get('schema')!r}, this cgr-plugin "
+                         f"reads {PACKAGE_SCHEMA!r}")
+    body = programs_path.read_text(encoding="utf-8")
+    if hashlib.sha256(body.encode()).hexdigest() != manifest.get("programs_sha256"):
+        raise PackageError(f"{programs_path}: contents differ from the manifest's sha256")
+    programs: dict[str, str] = {}
+    for line in body.splitlines():
+        row = json.loads(line)
+        if programs.get(row["key"], row["generator_output"]) != row["generator_output"]:
+            raise PackageError(f"{programs_path}: item {row['key']} has two different programs "
+                           "(export one generator per package)")
+        programs[row["key"]] = row["generator_output"]
+    return programs

@@ -1,0 +1,2 @@
+"""Stage 3, the run: the ``cgr`` LM, its channels (direct, assisted, controls), broker, journal.
+"""
