@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 import threading
 import time
 
 import pytest
 
-from cgr_plugin.models.backends import Generation, GenerationRequest
+from cgr_plugin.models.backends import (
+    BackendError,
+    Generation,
+    GenerationRequest,
+    Judgement,
+    LmEvalBackend,
+    RetryingBackend,
+)
 from cgr_plugin.models.cache import CachedBackend, ResponseCache
-from cgr_plugin.run.broker import SolverBroker
+from cgr_plugin.run.broker import BrokerError, SolverBroker
 
 
 class EchoBackend:
@@ -32,7 +41,8 @@ class EchoBackend:
 
     def judge(self, prompts):
         self.batches.append(list(prompts))
-        return [0.25 if "no" in p else "judge failed" if "bad" in p else 0.75 for p in prompts]
+        return [Judgement(0.25) if "no" in p else Judgement.failed("judge failed") if "bad" in p
+                else Judgement(0.75) for p in prompts]
 
     def describe(self):
         return {"backend": "echo", "model": self.model}
@@ -98,8 +108,22 @@ def test_a_failing_backend_answers_each_call_with_an_error_and_the_broker_goes_o
 def test_judge_calls_are_batched_apart_from_generations():
     backend = EchoBackend()
     with SolverBroker(backend) as broker, broker.program():
-        assert broker.judge("yes it is") == 0.75
-        assert broker.judge("no") == 0.25
+        assert broker.judge("yes it is") == Judgement(0.75)
+        assert broker.judge("no") == Judgement(0.25)
+        assert broker.judge("bad") == Judgement(None, "judge failed")
+
+
+def test_a_backend_written_for_0_1_still_judges_with_floats_and_error_strings(tmp_path):
+    class OldStyle(EchoBackend):
+        def judge(self, prompts):
+            return [0.5 if "fine" in p else "HTTP 500" for p in prompts]
+
+    with SolverBroker(OldStyle()) as broker, broker.program():
+        assert broker.judge("fine") == Judgement(0.5)
+        assert broker.judge("broken") == Judgement.failed("HTTP 500")
+    cached = CachedBackend(OldStyle(), ResponseCache(tmp_path / "c.db"))
+    assert cached.judge(["fine", "broken"]) == [Judgement(0.5), Judgement.failed("HTTP 500")]
+    assert RetryingBackend(OldStyle(), retries=0).judge(["fine"]) == [Judgement(0.5)]
 
 
 # -- response cache ------------------------------------------------------------------------------
@@ -142,10 +166,19 @@ def test_failures_are_not_cached(tmp_path):
         failing.generate([GenerationRequest("abc", 4)])
     assert len(cache) == 0
     judged = CachedBackend(EchoBackend(), cache)
-    assert judged.judge(["bad one", "fine"]) == ["judge failed", 0.75]
+    assert judged.judge(["bad one", "fine"]) == [Judgement.failed("judge failed"), Judgement(0.75)]
     again = CachedBackend(EchoBackend(), cache)
-    assert again.judge(["bad one", "fine"]) == ["judge failed", 0.75]
+    assert again.judge(["bad one", "fine"]) == [Judgement.failed("judge failed"), Judgement(0.75)]
     assert (again.stats.hits, again.stats.misses) == (1, 1)
+
+
+def test_judgements_are_stored_as_bare_numbers_so_0_1_cache_files_still_answer(tmp_path):
+    CachedBackend(EchoBackend(), ResponseCache(tmp_path / "c.db")).judge(["fine"])
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert [v for (v,) in db.execute("SELECT value FROM responses")] == ["0.75"]
+        db.execute("UPDATE responses SET value = '0.125'")  # as 0.1 wrote P(yes): a number
+    again = CachedBackend(EchoBackend(), ResponseCache(tmp_path / "c.db"))
+    assert again.judge(["fine"]) == [Judgement(0.125)] and again.stats.hits == 1
 
 
 # -- retries -------------------------------------------------------------------------------------
@@ -173,8 +206,6 @@ class FlakyBackend(EchoBackend):
 
 @pytest.mark.parametrize("raising", [False, True])
 def test_a_transient_failure_is_retried_into_an_answer(raising):
-    from cgr_plugin.models.backends import RetryingBackend
-
     flaky = FlakyBackend(failures=2, raising=raising)
     backend = RetryingBackend(flaky, retries=2, backoff=0.01)
     out = backend.generate([GenerationRequest("ab", 4), GenerationRequest("cd", 4)])
@@ -182,18 +213,15 @@ def test_a_transient_failure_is_retried_into_an_answer(raising):
 
 
 def test_a_lasting_failure_becomes_an_error_value_naming_the_retries():
-    from cgr_plugin.models.backends import RetryingBackend
-
     backend = RetryingBackend(FlakyBackend(failures=99), retries=2, backoff=0.01)
     (out,) = backend.generate([GenerationRequest("ab", 4)])
     assert out.text is None and out.error == "HTTP 503 (after 2 retries)"
     judged = RetryingBackend(FlakyBackend(failures=99), retries=1, backoff=0.01)
-    assert judged.judge(["x"]) == ["TimeoutError: read timed out (after 1 retries)"]
+    assert judged.judge(["x"]) == [Judgement.failed("TimeoutError: read timed out "
+                                                    "(after 1 retries)")]
 
 
 def test_a_prompt_too_long_for_the_context_is_not_retried():
-    from cgr_plugin.models.backends import RetryingBackend
-
     class TooLong(EchoBackend):
         def generate(self, requests, *, progress=False):
             self.batches.append(1)
@@ -206,11 +234,119 @@ def test_a_prompt_too_long_for_the_context_is_not_retried():
 
 
 def test_a_backend_that_cannot_be_set_up_is_an_error_not_a_retried_item():
-    from cgr_plugin.models.backends import BackendError, RetryingBackend
-
     class Missing(EchoBackend):
         def generate(self, requests, *, progress=False):
             raise BackendError("hf: a package it needs is missing: No module named 'x'")
 
     with pytest.raises(BackendError, match="package it needs is missing"):
         RetryingBackend(Missing(), retries=3, backoff=5).generate([GenerationRequest("x", 4)])
+
+
+# -- retries never stack, and never wait on the dispatcher ---------------------------------------
+class SelfRetrying(FlakyBackend):
+    """A backend whose client retries by itself, as lm-eval's API models do."""
+
+    retries_itself = True
+
+
+def test_a_backend_that_retries_by_itself_gets_no_retries_on_top():
+    inner = SelfRetrying(failures=99)
+    (out,) = RetryingBackend(inner, retries=3, backoff=5).generate([GenerationRequest("x", 4)])
+    assert out.error == "HTTP 503" and inner.calls == 1
+
+
+def test_lm_eval_api_models_are_known_to_retry_by_themselves():
+    assert LmEvalBackend("local-chat-completions", {"model": "m"}).retries_itself
+    assert LmEvalBackend("local-completions", {"model": "m"}).retries_itself
+    assert not LmEvalBackend("dummy", {}).retries_itself
+
+
+def test_through_the_broker_a_transient_failure_is_retried_into_an_answer():
+    flaky = FlakyBackend(failures=1)
+    retrying = RetryingBackend(flaky, retries=2, backoff=0.01)
+    with SolverBroker(retrying) as broker, broker.program():
+        assert broker.generate(GenerationRequest("ab", 4)).text == "ba"
+    assert flaky.calls == 2 and retrying.retried == 1
+    lasting = RetryingBackend(FlakyBackend(failures=99), retries=2, backoff=0.01)
+    with SolverBroker(lasting) as broker, broker.program():
+        assert broker.generate(GenerationRequest("ab", 4)).error == "HTTP 503 (after 2 retries)"
+    assert lasting.backend.calls == 3
+
+
+class FailsFirstCallOf(EchoBackend):
+    """HTTP 503 for the first call of prompts starting with ``prefix``, answers otherwise."""
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix, self.failed = prefix, set()
+
+    def generate(self, requests, *, progress=False):
+        out = []
+        for r in requests:
+            if r.prompt.startswith(self.prefix) and r.prompt not in self.failed:
+                self.failed.add(r.prompt)
+                out.append(Generation(None, "HTTP 503"))
+            else:
+                out.append(super().generate([r])[0])
+        return out
+
+
+def test_one_programs_backoff_does_not_hold_back_another_programs_calls():
+    backend = RetryingBackend(FailsFirstCallOf("slow"), retries=1, backoff=3.0)
+    done: dict[str, float] = {}
+    with SolverBroker(backend, max_batch=4, wait_seconds=0.01) as broker:
+        def program(prompt, delay):
+            with broker.program():
+                time.sleep(delay)
+                assert broker.generate(GenerationRequest(prompt, 4)).text == prompt[::-1]
+                done[prompt] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=program, args=("slow", 0.0)),
+                   threading.Thread(target=program, args=("fast", 0.3))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert done["fast"] < 2.0 <= 3.0 <= done["slow"]  # fast went while slow waited out 3 s
+    assert backend.backend.threads == {"cgr-broker"}
+
+
+# -- a dispatcher that dies fails every call instead of leaving programs blocked ---------------
+class DiesOnPrompt(EchoBackend):
+    """Answers until it sees ``fatal``, then raises past ``Exception`` (as sys.exit does)."""
+
+    def generate(self, requests, *, progress=False):
+        if any(r.prompt == "fatal" for r in requests):
+            time.sleep(0.2)  # the other programs' calls are queued meanwhile
+            sys.exit("backend bug")
+        return super().generate(requests)
+
+
+def test_a_dead_dispatcher_fails_pending_and_later_calls_with_the_reason():
+    outcomes: dict[str, str] = {}
+    with SolverBroker(DiesOnPrompt(), max_batch=1, wait_seconds=0) as broker:
+        def program(prompt):
+            with broker.program():
+                try:
+                    outcomes[prompt] = broker.generate(GenerationRequest(prompt, 4)).text
+                except BrokerError as err:
+                    outcomes[prompt] = str(err)
+
+        first = threading.Thread(target=program, args=("fatal",), daemon=True)
+        first.start()
+        time.sleep(0.05)
+        others = [threading.Thread(target=program, args=(f"p{i}",), daemon=True)
+                  for i in range(3)]
+        for thread in others:
+            thread.start()
+        for thread in [first, *others]:
+            thread.join(timeout=10)
+            assert not thread.is_alive()  # nobody is left waiting
+        started = time.perf_counter()
+        with pytest.raises(BrokerError, match="stopped: SystemExit: backend bug"):
+            broker.judge("after the death")
+        assert time.perf_counter() - started < 1
+    assert set(outcomes) == {"fatal", "p0", "p1", "p2"}
+    assert all("the solver broker stopped: SystemExit: backend bug" in text
+               for text in outcomes.values())

@@ -1,2 +1,3 @@
-"""Models: the backend protocol, llama.cpp and lm-eval backends, the registry, retries and cache.
+"""Models: the backend protocol (``base``), llama.cpp and lm-eval backends, ``make_backend``
+(``factory``), retries, the response cache and the registry; ``backends`` re-exports them.
 """

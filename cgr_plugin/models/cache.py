@@ -4,7 +4,8 @@
 the backend's ``describe()`` (model file hash or lm-eval arguments, context size, seed) plus the
 request: prompt, token limit, stop strings, temperature and per-draw seed, or the judged
 statement. Failed calls are never stored, so a resume retries them. One cache file may be shared
-by runs with different settings: only identical calls to identical models hit.
+by runs with different settings: only identical calls to identical models hit. A judgement is
+stored as its P(yes), a bare number, as it was in 0.1, so older cache files still answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, Generation, GenerationRequest, Progress
+from .base import Backend, Generation, GenerationRequest, Judgement, Progress, judgements
 
 __all__ = ["CacheStats", "CachedBackend", "ResponseCache"]
 
@@ -120,6 +121,8 @@ class CachedBackend:
             keep=lambda g: g.error is None, encode=asdict, decode=lambda v: Generation(**v),
             tick=progress if callable(progress) else None)
 
-    def judge(self, prompts: Sequence[str]) -> list[float | str]:
-        return self._through("judge", prompts, list(prompts), self.backend.judge,
-                             keep=lambda s: not isinstance(s, str), encode=float, decode=float)
+    def judge(self, prompts: Sequence[str]) -> list[Judgement]:
+        return self._through("judge", prompts, list(prompts),
+                             lambda todo: judgements(self.backend.judge(todo)),
+                             keep=lambda j: j.error is None, encode=lambda j: j.p_yes,
+                             decode=lambda v: Judgement(float(v)))

@@ -11,7 +11,7 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ __all__ = ["DIRECT_STYLES", "DirectSettings", "ModelSpec", "RegistryError", "loa
 REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 DIRECT_STYLES = ("letter", "reasoning")
 _ENTRY_KEYS = {"family", "parameters", "license", "hf_hub_id", "format", "quantization",
-               "source", "context_length", "direct", "chat_template"}
+               "source", "context_length", "direct"}
 
 
 class RegistryError(CGRError):
@@ -51,12 +51,7 @@ class ModelSpec:
     context_length: int = 4096
     hf_hub_id: str | None = None
     quantization: str | None = None
-    origin: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def pypi_packages(self) -> list[str]:
-        return list(self.source.get("pypi", []))
+    origin: str = ""  # the registry file that defined this entry
 
 
 def _direct(raw: Any, where: str) -> DirectSettings:
@@ -103,7 +98,7 @@ def _parse(path: Path) -> dict[str, ModelSpec]:
             direct=_direct(entry.get("direct"), where),
             context_length=int(entry.get("context_length", 4096)),
             hf_hub_id=entry.get("hf_hub_id"), quantization=entry.get("quantization"),
-            origin=str(path), extra={k: entry[k] for k in ("chat_template",) if k in entry})
+            origin=str(path))
     return specs
 
 

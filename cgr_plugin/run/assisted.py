@@ -103,14 +103,14 @@ class SolverCalls:
                     reply = {"value": value}
             elif kind == "judge":
                 prompt = str(message.get("prompt"))
-                score = self.solver.judge(prompt)
+                judgement = self.solver.judge(prompt)
                 entry["prompt"] = prompt[:_TRACE_TEXT]
-                if isinstance(score, str):
-                    entry["error"] = score
-                    reply = {"error": score}
+                if judgement.error is not None:
+                    entry["error"] = judgement.error
+                    reply = {"error": judgement.error}
                 else:
-                    entry["p_yes"] = score
-                    reply = {"value": score}
+                    entry["p_yes"] = judgement.p_yes
+                    reply = {"value": judgement.p_yes}  # programs get a float, as before
             else:
                 entry["error"] = f"unknown call {kind!r}"
                 reply = {"error": entry["error"]}

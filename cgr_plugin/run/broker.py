@@ -7,20 +7,34 @@ or when the oldest call has waited ``wait_seconds`` (counted from when the backe
 free, so calls made during a batch still wait for the callers that batch is about to release).
 Backends are only ever called from the dispatcher, so llama.cpp (not thread-safe) and lm-eval's
 batching backends both work; the same batch shape pays off with hf and vllm on GPUs.
+
+The dispatcher never sleeps: it makes one attempt per call, and a failed call is retried
+(``RetryingBackend``'s policy, with its backoff) from its program's own thread, so one program's
+backoff never holds back another's batch. If the dispatcher dies (a bug, or a backend raising
+past ``Exception``), every waiting call and every later one fails with ``BrokerError`` at once:
+recorded in that call's trace, never a program blocked forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from ..models.backends import Backend, Generation, GenerationRequest
+from ..models.base import Backend, Generation, GenerationRequest, Judgement, judgements
+from ..models.retry import RetryPolicy, find_retrying, single_attempts
 
-__all__ = ["BrokerStats", "SolverBroker"]
+__all__ = ["BrokerError", "BrokerStats", "SolverBroker"]
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The broker cannot answer: it is closed, or its dispatcher thread died (named here)."""
 
 
 @dataclass
@@ -41,6 +55,7 @@ class _Pending:
     payload: GenerationRequest | str
     future: Future = field(default_factory=Future)
     since: float = field(default_factory=time.perf_counter)
+    final: bool = False  # the backend raised: an error not worth retrying (e.g. BackendError)
 
 
 class SolverBroker:
@@ -53,6 +68,8 @@ class SolverBroker:
         self._pending: list[_Pending] = []
         self._active = 0
         self._closed = False
+        self._dead: str | None = None  # why the dispatcher stopped, once it has
+        self._retrying = find_retrying(backend)
         self._free_since = time.perf_counter()
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._dispatch, name="cgr-broker", daemon=True)
@@ -72,19 +89,41 @@ class SolverBroker:
                 self._cond.notify_all()
 
     def generate(self, request: GenerationRequest) -> Generation:
-        return self._submit("generate", request)
+        return self._call("generate", request)  # type: ignore[return-value]
 
-    def judge(self, prompt: str) -> float | str:
-        return self._submit("judge", prompt)
+    def judge(self, prompt: str) -> Judgement:
+        return self._call("judge", prompt)  # type: ignore[return-value]
 
-    def _submit(self, kind: str, payload: GenerationRequest | str):  # type: ignore[no-untyped-def]
+    def _call(self, kind: str, payload: GenerationRequest | str) -> Generation | Judgement:
+        """One call's answer, retried here, on the caller's thread, as its policy says."""
+        answer, final = self._submit(kind, payload)
+        if answer.error is None or final or self._retrying is None:
+            return answer
+        policy: RetryPolicy = self._retrying.policy
+        for retry in range(1, policy.retries + 1):
+            if not policy.retryable(answer.error):
+                return answer
+            time.sleep(policy.delay(retry))  # this program waits; the others' batches go on
+            self._retrying.count_retries(1)
+            answer, final = self._submit(kind, payload)
+            if answer.error is None or final:
+                return answer
+        if not policy.retryable(answer.error):
+            return answer
+        message = policy.gave_up(answer.error)
+        return Generation(None, message) if kind == "generate" else Judgement.failed(message)
+
+    def _submit(self, kind: str, payload: GenerationRequest | str
+                ) -> tuple[Generation | Judgement, bool]:
         pending = _Pending(kind, payload)
         with self._cond:
+            if self._dead is not None:
+                raise BrokerError(self._dead)
             if self._closed:
-                raise RuntimeError("the solver broker is closed")
+                raise BrokerError("the solver broker is closed")
             self._pending.append(pending)
             self._cond.notify_all()
-        return pending.future.result()
+        return pending.future.result(), pending.final
 
     # -- dispatcher ------------------------------------------------------------------------------
     def _deadline(self) -> float:
@@ -98,20 +137,35 @@ class SolverBroker:
         return time.perf_counter() >= self._deadline()
 
     def _dispatch(self) -> None:
-        while True:
-            with self._cond:
-                while not self._ready():
-                    if self._closed and not self._pending:
-                        return
-                    timeout = None
-                    if self._pending:
-                        timeout = max(self._deadline() - time.perf_counter(), 0.0005)
-                    self._cond.wait(timeout)
-                batch, self._pending = (self._pending[:self.max_batch],
-                                        self._pending[self.max_batch:])
-            self._answer(batch)
-            with self._cond:
-                self._free_since = time.perf_counter()
+        batch: list[_Pending] = []
+        try:
+            with single_attempts():  # retries wait on the callers' threads, never here
+                while True:
+                    with self._cond:
+                        while not self._ready():
+                            if self._closed and not self._pending:
+                                return
+                            timeout = None
+                            if self._pending:
+                                timeout = max(self._deadline() - time.perf_counter(), 0.0005)
+                            self._cond.wait(timeout)
+                        batch, self._pending = (self._pending[:self.max_batch],
+                                                self._pending[self.max_batch:])
+                    self._answer(batch)
+                    batch = []
+                    with self._cond:
+                        self._free_since = time.perf_counter()
+        except BaseException as err:  # whatever killed it, no program may wait forever
+            log.exception("cgr: the solver broker stopped; its calls fail from now on")
+            self._fail_all(f"the solver broker stopped: {type(err).__name__}: {err}", batch)
+
+    def _fail_all(self, reason: str, in_flight: Sequence[_Pending]) -> None:
+        with self._cond:
+            self._dead = reason
+            waiting, self._pending = [*in_flight, *self._pending], []
+        for pending in waiting:
+            if not pending.future.done():
+                pending.future.set_exception(BrokerError(reason))
 
     def _answer(self, batch: Sequence[_Pending]) -> None:
         started = time.perf_counter()
@@ -121,16 +175,18 @@ class SolverBroker:
                 continue
             try:
                 if kind == "generate":
-                    answers: Sequence[object] = self.backend.generate(
+                    answers: Sequence[Generation | Judgement] = self.backend.generate(
                         [p.payload for p in group])  # type: ignore[misc]
                 else:
-                    answers = self.backend.judge([str(p.payload) for p in group])
+                    answers = judgements(self.backend.judge([str(p.payload) for p in group]))
                 if len(answers) != len(group):
                     raise RuntimeError(f"backend answered {len(answers)} of {len(group)} calls")
             except Exception as err:  # one failed batch answers each of its calls with an error
                 message = f"{type(err).__name__}: {err}"
-                answers = [Generation(None, message) if kind == "generate" else message
-                           for _ in group]
+                answers = [Generation(None, message) if kind == "generate"
+                           else Judgement.failed(message) for _ in group]
+                for pending in group:
+                    pending.final = True
             for pending, answer in zip(group, answers, strict=True):
                 pending.future.set_result(answer)
         self.stats.batches += 1

@@ -1,0 +1,102 @@
+"""What every backend speaks: requests and answers as values, and the ``Backend`` protocol.
+
+A backend never raises for one request that fails (a prompt too long, a server error): the
+answer carries the error, so the item is recorded with it and the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import CGRError
+
+__all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "Judgement",
+           "Progress", "judgements", "p_yes_from_logprobs"]
+
+
+class BackendError(CGRError):
+    """A model that cannot be set up (unknown name, missing package, bad arguments)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str  # the user turn; backends apply the model's chat template
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0  # 0: greedy; above 0: sampled (the budget-matched control)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str | None
+    error: str | None = None  # set when this request failed; text is then None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The answer to one yes/no question: P(yes) from the model's scores, or why there is none."""
+
+    p_yes: float | None
+    error: str | None = None  # set when this question failed; p_yes is then None
+
+    def __post_init__(self) -> None:
+        if (self.p_yes is None) == (self.error is None):
+            raise ValueError("a Judgement holds either p_yes or an error")
+
+    @classmethod
+    def failed(cls, error: str) -> Judgement:
+        return cls(None, error)
+
+    @classmethod
+    def of(cls, value: Judgement | float | str) -> Judgement:
+        """A backend's answer as a Judgement; plugin backends written for 0.1 return a float
+        (P(yes)) or a string (the error), and keep working."""
+        if isinstance(value, Judgement):
+            return value
+        if isinstance(value, str):
+            return cls.failed(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return cls(float(value))
+        raise TypeError(f"a judge() answer must be a Judgement, got {type(value).__name__}")
+
+
+def judgements(values: Iterable[Judgement | float | str]) -> list[Judgement]:
+    return [Judgement.of(value) for value in values]
+
+
+def p_yes_from_logprobs(yes_logprob: float, no_logprob: float) -> float:
+    """P(yes) from the two answers' log-probabilities, renormalized over just these two."""
+    top = max(yes_logprob, no_logprob)
+    if not math.isfinite(top):
+        raise ValueError("the model gives neither Yes nor No any probability")
+    yes, no = math.exp(yes_logprob - top), math.exp(no_logprob - top)
+    return yes / (yes + no)
+
+
+Progress = bool | Callable[[int], None]  # a tqdm bar of the backend's own, or a tick(n) callback
+
+
+class Backend(Protocol):
+    """A language model: chat turn in, text out; yes/no questions in, P(yes) out.
+
+    Optional attribute ``retries_itself`` (default False): True when the backend's own client
+    already retries failed calls (lm-eval's API models), so ``RetryingBackend`` adds none.
+    """
+
+    name: str
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
+                 ) -> list[Generation]: ...
+
+    def judge(self, prompts: Sequence[str]) -> list[Judgement]:
+        """P(yes) for each yes/no question from the model's scores (an error on failure)."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...

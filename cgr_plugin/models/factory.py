@@ -1,0 +1,55 @@
+"""``solver=NAME`` / ``generator=NAME`` to a backend: the registry first, then plugins, then
+any lm-eval registered model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import plugins
+from .base import Backend, BackendError
+from .llama_cpp import LlamaCppBackend
+from .lm_eval_backend import LmEvalBackend
+from .registry import ModelSpec, RegistryError, load_registry
+
+__all__ = ["make_backend"]
+
+_LLAMA_CPP_ARGS = frozenset({"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu"})
+
+
+def make_backend(name: str, args: Mapping[str, Any], *,
+                 registry: Mapping[str, ModelSpec] | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> tuple[Backend, ModelSpec | None]:
+    """Resolve ``name``: a registry model first, then any lm-eval registered model.
+
+    ``chat_template`` in ``args`` (``solver.chat_template=False``) is this backend's own switch
+    for lm-eval models, not passed on to lm-eval.
+    """
+    registry = registry if registry is not None else load_registry()
+    args = dict(args)
+    defaults = dict(defaults or {})
+    spec = registry.get(name)
+    if spec is not None and spec.format == "gguf":
+        unknown = set(args) - _LLAMA_CPP_ARGS
+        if unknown:
+            raise BackendError(f"unknown argument {sorted(unknown)[0]!r} for llama.cpp model "
+                               f"{name!r} (allowed: {', '.join(sorted(_LLAMA_CPP_ARGS))})")
+        merged = {k: v for k, v in defaults.items() if k in _LLAMA_CPP_ARGS} | args
+        return LlamaCppBackend(spec, **merged), spec
+    factory = plugins.registry().entries["models"].get(name)
+    if factory is not None and spec is None:  # a plugin's backend
+        return factory({**defaults, **args}), None
+    chat = args.pop("chat_template", None)
+    if spec is not None:  # format: hf -> lm-eval's own hf backend
+        pretrained = spec.source.get("pretrained") or spec.hf_hub_id
+        return LmEvalBackend("hf", {"pretrained": pretrained, **args}, chat), spec
+    from lm_eval.api.registry import model_registry
+
+    if name not in model_registry:
+        raise BackendError(
+            f"unknown model {name!r}: not in the cgr registry ({', '.join(sorted(registry))}) "
+            "and not an lm-eval model (see `lm-eval ls models`)")
+    if name == "cgr":
+        raise RegistryError("the cgr model cannot be its own solver or generator")
+    forwarded = {k: v for k, v in defaults.items() if k in ("device", "batch_size")} | args
+    return LmEvalBackend(name, forwarded, chat), None
