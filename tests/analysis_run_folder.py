@@ -17,7 +17,7 @@ The folder (``write_run_folder``), as a report sees it:
   samples (``SCORER``; register it with ``scorer_plugin()``).
 
 ``python -m tests.analysis_run_folder DIR`` writes it to ``DIR/run`` (how the pinned
-``tests/data/report_summary.json`` was made from it; see tests/test_analysis_report.py).
+``tests/data/analysis_report_summary.json`` was made from it; see tests/test_analysis_report.py).
 """
 
 from __future__ import annotations
