@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ASSISTED_STATUSES", "CHANNELS", "GENERATOR_STATUSES", "SCHEMA", "SCORED_CHANNELS",
-           "STATUSES", "CGRRecord", "ChannelResult"]
+__all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "GENERATOR_STATUSES", "HARD_CODED",
+           "HARD_CODING_EVIDENCE", "SCHEMA", "SCORED_CHANNELS", "STATUSES", "CGRRecord",
+           "ChannelResult", "hard_coded"]
 
 SCHEMA = "cgr.record/1"
 CHANNELS = ("direct", "assisted", "generator", "budget_matched")
@@ -28,6 +30,27 @@ ASSISTED_STATUSES = ("ok", "generator_error", "no_code", "syntax_error", "missin
 GENERATOR_STATUSES = ("ok", "missing", "placeholder", "invalid", "no_code", "syntax_error",
                       "error", "not_run")
 STATUSES = tuple(dict.fromkeys(COMMON_STATUSES + ASSISTED_STATUSES + GENERATOR_STATUSES))
+
+# Audits of the assisted channel's program. HARD_CODED is the verdict "the answer may not come
+# from the solver"; hard_coded() below is the only place that decides it, from the evidence
+# flags. Everything downstream (lm-eval's audit metrics, the report's sensitivity check) reads
+# the recorded verdict instead of deciding again.
+HARD_CODED = "hard_coded"
+HARD_CODING_EVIDENCE = ("returns_literal", "returns_generator_answer", "answered_without_solver")
+# The flags lm-eval reports per item as ``audit_<flag>`` (assisted filter).
+AUDIT_FLAGS = (HARD_CODED, "altered_item", "retyped_item", "placeholders")
+
+
+def hard_coded(audits: Mapping[str, Any], solver_calls: int | None = None) -> bool:
+    """Whether a program's answer may not come from the solver.
+
+    Any of ``HARD_CODING_EVIDENCE`` decides it. A program with no solver method call in its
+    text (``no_solver_call``) counts before it runs (``solver_calls`` None); after the run it
+    counts only if it indeed made no solver call (the solver can be reached under other names).
+    """
+    if any(audits.get(flag) for flag in HARD_CODING_EVIDENCE):
+        return True
+    return bool(audits.get("no_solver_call")) and not solver_calls
 
 
 @dataclass

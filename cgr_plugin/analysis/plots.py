@@ -1,4 +1,9 @@
-"""Report figures as inline SVG text (matplotlib, no files, no network)."""
+"""Report figures as SVG text (matplotlib, no files, no network).
+
+Each figure is its own ``Figure`` on its own Agg canvas: nothing here touches pyplot's global
+figure manager or the process-wide backend, so a report can be drawn inside a notebook or a
+program with its own matplotlib settings without changing them.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,19 @@ __all__ = ["figures"]
 COLORS = {"direct": "#4c72b0", "assisted": "#dd8452", "generator": "#55a868"}
 
 
-def _svg(fig: Any) -> str:
-    import matplotlib.pyplot as plt
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A new figure on its own Agg canvas, and its one axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _svg(fig: Any) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 
@@ -25,10 +37,9 @@ def _label(group: dict[str, Any]) -> str:
 
 
 def accuracy_bars(groups: list[dict[str, Any]]) -> str:
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups)), 3.6))
+    fig, ax = _figure(max(6, 1.2 * len(groups)), 3.6)
     x = np.arange(len(groups))
     for i, channel in enumerate(COLORS):
         accs = [g["accuracy"][channel] for g in groups]
@@ -45,9 +56,7 @@ def accuracy_bars(groups: list[dict[str, Any]]) -> str:
 
 
 def forest(groups: list[dict[str, Any]]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(groups) + 1))
+    fig, ax = _figure(6, 0.45 * len(groups) + 1)
     for y, g in enumerate(groups):
         d = g["difference"]
         if d["difference"] is None:
@@ -63,10 +72,9 @@ def forest(groups: list[dict[str, Any]]) -> str:
 
 
 def rescued_harmed(groups: list[dict[str, Any]]) -> str:
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(groups)), 3.2))
+    fig, ax = _figure(max(6, 1.0 * len(groups)), 3.2)
     x = np.arange(len(groups))
     ax.bar(x - 0.2, [g["difference"]["rescued"] for g in groups], 0.4, label="rescued",
            color="#55a868")
@@ -79,9 +87,7 @@ def rescued_harmed(groups: list[dict[str, Any]]) -> str:
 
 
 def solver_calls(groups: list[dict[str, Any]]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = _figure(6, 3.2)
     for g in groups:
         histogram = g["solver_calls"]["assisted_histogram"]
         ax.plot([int(k) for k in histogram], list(histogram.values()), marker="o",
@@ -93,11 +99,10 @@ def solver_calls(groups: list[dict[str, Any]]) -> str:
 
 
 def statuses(groups: list[dict[str, Any]]) -> str:
-    import matplotlib.pyplot as plt
     import numpy as np
 
     names = [s for s in groups[0]["statuses"] if any(g["statuses"][s] for g in groups)]
-    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(groups)), 3.4))
+    fig, ax = _figure(max(6, 1.0 * len(groups)), 3.4)
     bottom = np.zeros(len(groups))
     for name in names:
         values = np.array([g["statuses"][name] / g["n"] for g in groups])
@@ -110,9 +115,7 @@ def statuses(groups: list[dict[str, Any]]) -> str:
 
 
 def figures(summary: dict[str, Any]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Title -> SVG document of every report figure."""
     groups = summary["groups"]
     return {"Accuracy per dataset and channel": accuracy_bars(groups),
             "Assisted minus direct": forest(groups),

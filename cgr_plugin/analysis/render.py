@@ -1,13 +1,21 @@
-"""Write summary.json, report.md and a self-contained report.html from a summary."""
+"""Write summary.json, report.md and a self-contained report.html from a summary.
+
+The HTML page is the Jinja template ``templates/report.html.j2`` rendered with autoescape:
+model names, task names, run paths and plugin-given names are untrusted text and reach the page
+only escaped. Figures are embedded as base64 SVG images, so the page needs no other file.
+"""
 
 from __future__ import annotations
 
-import html
+import base64
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..record import SCORED_CHANNELS
+import jinja2
+
+from ..record import HARD_CODED, SCORED_CHANNELS
 from .plots import figures
 
 __all__ = ["write_report"]
@@ -73,7 +81,7 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
                    ["task", "solver", "generator", "hard-coded", "altered item",
                     "extraction failure", "execution failure", "timeout", "direct unreadable"],
                    [[g["task"], g["solver"], g["generator"],
-                     *(_pct(g["audits"][k]) for k in ("hard_coded", "altered_item",
+                     *(_pct(g["audits"][k]) for k in (HARD_CODED, "altered_item",
                                                       "extraction_failure",
                                                       "execution_failure", "timeout",
                                                       "direct_unreadable"))]
@@ -111,30 +119,24 @@ def _markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("cgr_plugin.analysis", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
 def _html(summary: dict[str, Any]) -> str:
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>CGR report</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
-             "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}"
-             "td,th{border:1px solid #ccc;padding:3px 6px}th{background:#f3f3f3}"
-             "figure{margin:1em 0}</style></head><body><h1>CGR report</h1>",
-             f"<p>Runs: {html.escape(', '.join(summary['settings']['runs']))}</p>"]
-    for title, header, rows in _tables(summary):
-        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>"
-                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                  for row in rows]
-        parts.append("</table>")
-    for title, svg in figures(summary).items():
-        parts.append(f"<figure><figcaption><h2>{html.escape(title)}</h2></figcaption>"
-                     f"{svg}</figure>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    images = [(title, base64.b64encode(svg.encode("utf-8")).decode("ascii"))
+              for title, svg in figures(summary).items()]
+    return _environment().get_template("report.html.j2").render(
+        runs=summary["settings"]["runs"], tables=_tables(summary), figures=images)
 
 
 def write_report(summary: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "summary.json", "md": out / "report.md", "html": out / "report.html"}
-    paths["json"].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    paths["md"].write_text(_markdown(summary))
-    paths["html"].write_text(_html(summary))
+    paths["json"].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n",
+                             encoding="utf-8")
+    paths["md"].write_text(_markdown(summary), encoding="utf-8")
+    paths["html"].write_text(_html(summary), encoding="utf-8")
     return paths

@@ -16,7 +16,7 @@ import yaml
 
 from .. import plugins
 from ..plugins import Partition
-from ..record import ASSISTED_STATUSES
+from ..record import ASSISTED_STATUSES, HARD_CODED
 from .runs import ItemOutcome
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, accuracy, macro_difference, paired_difference
 
@@ -104,7 +104,7 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
         "assisted_mean": mean(o.assisted_calls for o in items),
         "assisted_histogram": dict(sorted(Counter(o.assisted_calls for o in items).items()))}
     out["audits"] = {
-        "hard_coded": sum(o.flagged for o in ran) / max(len(ran), 1),
+        HARD_CODED: sum(o.flagged for o in ran) / max(len(ran), 1),
         "altered_item": sum(bool(o.audits.get("altered_item")) for o in ran) / max(len(ran), 1),
         "extraction_failure": sum(o.assisted_status in EXTRACTION_FAILURES for o in ran)
         / max(len(ran), 1),
@@ -200,7 +200,7 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
         "groups": groups,
         "aggregates": aggregates,
         "sensitivity": {"excluded_items": len(outcomes) - len(clean),
-                        "rule": "programs flagged hard_coded removed; each partition keeps the "
+                        "rule": f"programs flagged {HARD_CODED} removed; each partition keeps the "
                                 "datasets it has on the full data", "aggregates": sensitivity},
         "diagnostics": {"zero_baseline": [f"{g['task']} / {g['solver']}" for g in groups
                                           if g["accuracy"]["direct"]["correct"] == 0]},

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..record import HARD_CODED, hard_coded
+
 __all__ = ["ENTRY_POINT", "Program", "audit_program", "extract_program", "read_constants"]
 
 ENTRY_POINT = "solve"
@@ -262,6 +264,5 @@ def audit_program(program: Program, *, question: str, choices: Sequence[str],
             if score >= 0.8:
                 flags["retyped_item"] = True
                 flags["altered_item"] = flags["altered_item"] or not exact
-    flags["hard_coded"] = bool(flags["returns_literal"] or flags["returns_generator_answer"]
-                               or flags["no_solver_call"])
+    flags[HARD_CODED] = hard_coded(flags)  # before the run: no solver calls known yet
     return flags

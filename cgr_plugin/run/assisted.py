@@ -23,7 +23,7 @@ from ..data.items import MCQAItem
 from ..models.backends import Backend, Generation, GenerationRequest
 from ..programs.scaffold import audit_program, extract_program, read_constants
 from ..prompts import render
-from ..record import ChannelResult
+from ..record import HARD_CODED, ChannelResult, hard_coded
 from ..sandbox.runner import SandboxLimits, SandboxResult
 from .broker import SolverBroker
 from .progress import StageBars
@@ -185,10 +185,7 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
                                   "letters")
         # run-time evidence decides whether the solver was used; the literal checks stay
         audits["answered_without_solver"] = assisted.status == "ok" and calls.made == 0
-        audits["hard_coded"] = bool(
-            audits["returns_literal"] or audits["returns_generator_answer"]
-            or audits["answered_without_solver"]
-            or (audits["no_solver_call"] and calls.made == 0))
+        audits[HARD_CODED] = hard_coded(audits, solver_calls=calls.made)
         audits["choose_unreadable"] = sum(1 for t in calls.trace
                                           if t.get("kind") == "choose" and t.get("letter") is None
                                           and "error" not in t)

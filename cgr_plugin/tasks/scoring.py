@@ -16,11 +16,9 @@ from typing import Any
 from lm_eval.api.filter import Filter
 
 from .. import plugins
-from ..record import ASSISTED_STATUSES, CHANNELS, CGRRecord
+from ..record import ASSISTED_STATUSES, AUDIT_FLAGS, CHANNELS, CGRRecord
 
 __all__ = ["AUDIT_FLAGS", "ChannelFilter", "process_results"]
-
-AUDIT_FLAGS = ("hard_coded", "altered_item", "retyped_item", "placeholders")
 
 
 class ChannelFilter(Filter):
