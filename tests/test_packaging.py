@@ -22,9 +22,10 @@ def test_wheel_ships_resources(tmp_path):
                  "cgr_plugin/task_configs/_data/MANIFEST.json",
                  "cgr_plugin/task_configs/_data/mmlu/test.jsonl",
                  "cgr_plugin/templates/direct.j2",
-                 "cgr_plugin/models.yaml"):
+                 "cgr_plugin/models/models.yaml",
+                 "cgr_plugin/analysis/templates/report.html.j2"):
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[lm_eval.models]" in text and "cgr = cgr_plugin.run.model:CGRLM" in text
-    assert "cgr-eval = cgr_plugin.cli.main:cgr_eval_main" in text
+    assert "cgr-eval = cgr_plugin.cli:cgr_eval_main" in text
