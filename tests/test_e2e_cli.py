@@ -72,7 +72,7 @@ def test_python_api_with_registered_plugin():
     import cgr_plugin
 
     cgr_plugin.register()
-    manager = TaskManager(include_defaults=False)
+    manager = TaskManager(include_path=str(cgr_plugin.TASKS_DIR), include_defaults=False)
     names = manager.match_tasks(["cgr_sci*"])
     assert names == ["cgr_sciq"]
     out = lm_eval.simple_evaluate(model="cgr", model_args={"solver": "smollm2-135m",
