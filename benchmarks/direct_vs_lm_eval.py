@@ -48,7 +48,8 @@ def main() -> None:
         plain_lm = get_model("hf").create_from_arg_obj(hf_args)
         cgr_lm = CGRLM(solver="hf", channels="direct", direct_style="letter",
                        direct_max_tokens=8, **{f"solver.{k}": v for k, v in hf_args.items()})
-        manager = TaskManager(include_path=str(HERE / "plain_lm_eval"), include_defaults=False)
+        manager = TaskManager(include_path=[str(cgr_plugin.TASKS_DIR),
+                                            str(HERE / "plain_lm_eval")], include_defaults=False)
         plain_task = manager.load(["plain_direct_arc_easy"])
         cgr_task = manager.load(["cgr_arc_easy"])
 

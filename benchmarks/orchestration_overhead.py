@@ -58,7 +58,8 @@ def main() -> None:
             backend.model_seconds = 0.0
 
         started = time.perf_counter()
-        tasks = TaskManager(include_defaults=False).load([f"cgr_{args.dataset}"])
+        tasks = TaskManager(include_path=str(cgr_plugin.TASKS_DIR),
+                            include_defaults=False).load([f"cgr_{args.dataset}"])
         loaded = time.perf_counter()
         results = evaluate(lm, tasks, limit=args.limit, confirm_run_unsafe_code=True,
                            verbosity="WARNING")

@@ -76,7 +76,8 @@ def main() -> None:
         keys = [f"{i.dataset}/{i.id}" for i in bundle_items(args.dataset, args.items)]
         package = write_package(Path(tmp) / "pkg", keys, JUDGE_PROGRAM)
         lm = CGRLM(solver="cgr-bench-instant", programs=str(package), concurrency=4)
-        tasks = TaskManager(include_defaults=False).load([f"cgr_{args.dataset}"])
+        tasks = TaskManager(include_path=str(cgr_plugin.TASKS_DIR),
+                            include_defaults=False).load([f"cgr_{args.dataset}"])
         baseline = rss_mb()
         sampler = PeakSampler()
         sampler.start()

@@ -38,8 +38,11 @@ def __getattr__(name: str) -> Any:
 def register() -> None:
     """Make ``--model cgr`` and the ``cgr_*`` tasks known to lm-eval in this process.
 
-    Built-in models, metrics and filters are imported first: lm-eval only loads its own table
-    while a registry is empty, so registering into an empty one would hide ``hf`` and friends.
+    The packaged tasks join every TaskManager that indexes lm-eval's own built-in tasks; one
+    built with ``include_defaults=False`` lists only its include paths (name ``TASKS_DIR``
+    there). Built-in models, metrics and filters are imported first: lm-eval only loads its own
+    table while a registry is empty, so registering into an empty one would hide ``hf`` and
+    friends.
     """
     global _registered
     if _registered:

@@ -2,13 +2,16 @@
 
 Plugins come from the ``cgr`` entry-point group and from ``register()``. ``CGR_LOAD_PLUGINS``
 (comma-separated entry-point names) restricts which installed plugins load, for reproducible
-runs; ``CGR_LOAD_PLUGINS=`` (empty) loads none. A plugin that fails to import, or whose hook
-raises, is reported by name (logged, and listed by ``cgr plugins``) and the run goes on without
-it; ``CGR_STRICT_PLUGINS=1`` makes that an error instead, for plugin authors.
+runs; ``CGR_LOAD_PLUGINS=`` (empty) loads none. A plugin that fails to import, whose hook
+raises, or that implements a hook cgr does not have (a misspelt ``@hookimpl``, which pluggy
+alone would ignore) is reported by name (logged, and listed by ``cgr plugins``) and the run
+goes on without it; ``CGR_STRICT_PLUGINS=1`` makes that an error instead, for plugin authors.
+``register()`` by hand raises on a misspelt hook straight away: its caller is right there.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -113,23 +116,62 @@ def load_plugins() -> None:
             pm.register(importlib.import_module(module), name=module)
         allowed = os.environ.get("CGR_LOAD_PLUGINS")
         wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+        labels = {module: module for module in DEFAULT_PLUGINS}
         for point in entry_points(group=ENTRY_POINT_GROUP):
             if wanted is not None and point.name not in wanted:
                 continue
-            label = f"{point.name} ({point.value})"
+            label = labels[point.name] = f"{point.name} ({point.value})"
             try:
                 pm.register(point.load(), name=point.name)
             except Exception as err:  # an installed plugin must never take the run down
                 _load_failures[label] = f"{type(err).__name__}: {err}"
                 _fail(label, _load_failures[label])
+        while (unknown := _unknown_hook(pm)) is not None:
+            plugin, why = unknown
+            name = pm.get_name(plugin) or repr(plugin)
+            pm.unregister(plugin)
+            _load_failures[labels.get(name, name)] = why
+            _fail(labels.get(name, name), why)
         _manager = pm
 
 
+def _unknown_hook(pm: pluggy.PluginManager) -> tuple[Any, str] | None:
+    """A plugin with a hookimpl that no hookspec declares, and why; None when there is none.
+
+    pluggy registers such an implementation without a word (it may be a hookspec still to
+    come) unless ``check_pending()`` is asked; in cgr every hookspec exists before plugins load,
+    so it is a misspelt hook, and the plugin does not do what its author meant.
+    """
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as err:
+        known = [hook.__name__ for hook in hookspecs.HOOKS]
+        unknown = sorted(caller.name for caller in pm.get_hookcallers(err.plugin) or ()
+                         if not caller.has_spec())
+        reasons = []
+        for hook in unknown:
+            close = difflib.get_close_matches(hook, known, n=1)
+            reasons.append(f"hook {hook!r} is not a cgr hook" + (
+                f"; did you mean {close[0]!r}?" if close else f" (hooks: {', '.join(known)})"))
+        return err.plugin, "; ".join(reasons) or str(err)
+    return None
+
+
 def register(plugin: Any, name: str | None = None) -> None:
-    """Register a plugin object or module by hand (tests, notebooks, scripts)."""
+    """Register a plugin object or module by hand (tests, notebooks, scripts).
+
+    Raises PluginError, leaving the plugin unregistered, when it implements a hook cgr does
+    not have.
+    """
     global _registry
     with _lock:
-        manager().register(plugin, name=name)
+        pm = manager()
+        pm.register(plugin, name=name)
+        unknown = _unknown_hook(pm)
+        if unknown is not None:
+            shown = pm.get_name(unknown[0]) or repr(unknown[0])
+            pm.unregister(unknown[0])
+            raise PluginError(f"plugin {shown!r}: {unknown[1]}")
         _registry = None
 
 

@@ -1,28 +1,60 @@
+import shlex
+import subprocess
+import sys
+
 import pytest
 
 from cgr_plugin._paths import TASKS_DIR
+from cgr_plugin.cli import cgr_eval
 from cgr_plugin.cli import main as cli
-from cgr_plugin.tasks import lm_eval_hook as _lm_eval_hook
 
 from .conftest import SHARED_DATA, run_cli
 
 
-def test_task_patterns_and_include_paths_follow_lm_eval_flag_forms():
-    argv = ["--model", "cgr", "--tasks", "cgr_arc_easy,cgr_mmlu", "cgr_sciq", "--limit", "2",
-            "--include_path=/a:/b"]
-    assert cli.task_patterns(argv) == ["cgr_arc_easy", "cgr_mmlu", "cgr_sciq"]
-    assert [str(p) for p in cli.include_paths(argv)] == ["/a", "/b", str(TASKS_DIR)]
+def _wrapper_options(monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", sys.argv[:])  # lm-eval's parser reads and edits sys.argv
+    return cgr_eval.read_options(cgr_eval.parse_lm_eval_args(list(argv))[1])
+
+
+def test_task_patterns_and_include_paths_follow_lm_eval_flag_forms(monkeypatch):
+    options = _wrapper_options(monkeypatch, "--model", "cgr", "--tasks", "cgr_arc_easy,cgr_mmlu",
+                               "cgr_sciq", "--limit", "2", "--include_path=/a:/b", "-o", "out")
+    assert options.command == "run"  # implied, as plain lm_eval implies it
+    assert options.task_patterns == ["cgr_arc_easy", "cgr_mmlu", "cgr_sciq"]
+    assert [str(p) for p in options.include_paths] == ["/a", "/b"]
+    assert options.output_path == "out"
+    validate = _wrapper_options(monkeypatch, "validate", "--tasks", "cgr_arc_easy,my_task",
+                                "--include_path", "my_tasks")
+    assert (validate.command, validate.task_patterns) == ("validate", ["cgr_arc_easy", "my_task"])
+    assert cgr_eval.only_cgr_tasks(options.task_patterns)
+    assert not cgr_eval.only_cgr_tasks(validate.task_patterns + ["hellaswag"])
+
+
+def test_a_config_file_counts_where_the_command_line_is_silent(monkeypatch, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("tasks: [cgr_sciq]\noutput_path: from_config\ninclude_path: /cfg\n")
+    options = _wrapper_options(monkeypatch, "--config", str(config), "-o", "from_cli")
+    assert options.task_patterns == ["cgr_sciq"]
+    assert [str(p) for p in options.include_paths] == ["/cfg"]
+    assert options.output_path == "from_cli"  # the command line wins, as in lm-eval
+
+
+def test_usage_errors_are_lm_evals_own(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as done:
+        _wrapper_options(monkeypatch, "--model", "cgr", "--tasks", "cgr_sciq", "--no_such_flag")
+    assert done.value.code == 2
+    assert "unrecognized arguments: --no_such_flag" in capsys.readouterr().err
 
 
 def test_packaged_task_configs_all_load():
-    assert cli.broken_task_yamls([TASKS_DIR]) == []
+    assert cgr_eval.broken_task_yamls([TASKS_DIR]) == []
 
 
 def test_broken_yaml_is_reported_with_its_reason(tmp_path):
     (tmp_path / "cgr_ok.yaml").write_text("task: cgr_ok\n")
     (tmp_path / "cgr_bad.yaml").write_text("task: [unclosed\n")
     (tmp_path / "cgr_fn.yaml").write_text("task: cgr_fn\nprocess_results: !function nomod.fn\n")
-    broken = dict(cli.broken_task_yamls([tmp_path]))
+    broken = dict(cgr_eval.broken_task_yamls([tmp_path]))
     assert set(broken) == {tmp_path / "cgr_bad.yaml", tmp_path / "cgr_fn.yaml"}
     assert "nomod" in broken[tmp_path / "cgr_fn.yaml"]
 
@@ -51,29 +83,6 @@ def test_cgr_bundle_without_sources_says_so(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_enable_and_disable_write_and_remove_one_pth(tmp_path, monkeypatch):
-    monkeypatch.setattr(_lm_eval_hook, "site_packages", lambda: tmp_path)
-    path = _lm_eval_hook.enable()
-    assert path == tmp_path / "cgr_plugin_lm_eval.pth"
-    assert path.read_text().startswith("import importlib.util")
-    assert _lm_eval_hook.disable() == path and not path.exists()
-    assert _lm_eval_hook.disable() is None
-
-
-def test_patched_task_manager_adds_packaged_tasks_to_user_paths(tmp_path):
-    seen = {}
-
-    class FakeManager:  # records what lm-eval's TaskManager would receive
-        def __init__(self, include_path=None, include_defaults=True):
-            seen.update(include_path=include_path, include_defaults=include_defaults)
-
-    _lm_eval_hook.patch_task_manager(FakeManager)
-    _lm_eval_hook.patch_task_manager(FakeManager)  # idempotent
-    FakeManager(include_path=f"{tmp_path}:/other")
-    assert seen["include_path"] == [str(TASKS_DIR), str(tmp_path), "/other"]
-    assert seen["include_defaults"] is True
-
-
 def test_cgr_validate_dataset_exit_codes(tmp_path, capsys):
     (tmp_path / "d.jsonl").write_text('{"question": "Q?", "choices": ["a", "b"], "answer": "B"}\n')
     good = tmp_path / "good.yaml"
@@ -89,13 +98,10 @@ def test_cgr_validate_dataset_exit_codes(tmp_path, capsys):
 
 
 def test_a_second_run_into_the_same_output_folder_is_refused_until_the_first_ends(tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom cgr_plugin.cli.main import lock_output_folder\n"
-         f"h = lock_output_folder(['--output_path', {str(out)!r}])\nprint('held', flush=True)\n"
+        [sys.executable, "-c", "import sys\nfrom cgr_plugin.cli import cgr_eval\n"
+         f"h = cgr_eval.lock_output_folder({str(out)!r})\nprint('held', flush=True)\n"
          "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -106,6 +112,51 @@ def test_a_second_run_into_the_same_output_folder_is_refused_until_the_first_end
     finally:
         holder.kill()  # a killed holder leaves no stale lock
         holder.wait()
-    from cgr_plugin.cli.main import lock_output_folder
+    assert cgr_eval.lock_output_folder(str(out)) is not None
 
-    assert lock_output_folder(["--output_path", str(out)]) is not None
+
+def test_a_cgr_error_is_one_line_and_status_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["report", str(tmp_path)])  # a folder without samples files
+    assert done.value.code == 2
+    assert capsys.readouterr().err == (f"cgr report: error: {tmp_path}: no samples_*.jsonl files "
+                                       "(run cgr-eval with --output_path and --log_samples)\n")
+
+
+@pytest.mark.parametrize("bug", [KeyError("spec"), ValueError("bad math")])
+def test_a_bug_keeps_its_traceback(bug, monkeypatch):
+    from cgr_plugin.models import registry
+
+    def broken_registry(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(registry, "load_registry", broken_registry)
+    with pytest.raises(type(bug)) as raised:  # not turned into a message and exit status 2
+        cli.cgr_main(["models"])
+    assert raised.value is bug
+
+
+def _examples(parser):
+    """Each command line of an epilog's examples, continuation lines joined."""
+    text = (parser.epilog or "").split("examples:", 1)[-1].replace("\\\n", " ")
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        while words and "=" in words[0] and not words[0].startswith("-"):
+            words.pop(0)  # VAR=value prefixes
+        if words:
+            yield words
+
+
+def test_every_subcommand_has_examples_that_parse():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(subparsers) >= {"bundle", "models", "fetch-model", "exec", "report", "export",
+                               "enable-lm-eval", "disable-lm-eval", "plugins", "path",
+                               "validate-dataset"}
+    for name, sub in [("cgr", parser), *subparsers.items()]:
+        lines = list(_examples(sub))
+        own = [w for w in lines if w[0] == "cgr" and (name == "cgr" or w[1] == name)]
+        assert own, f"cgr {name}: no example of itself in its epilog"
+        for words in (w for w in lines if w[0] == "cgr"):
+            args = parser.parse_args(words[1:])  # exits (status 2) on an outdated flag
+            assert callable(args.func), words

@@ -42,6 +42,14 @@ def test_cgr_tasks_need_the_unsafe_code_confirmation(tmp_path):
     assert "confirm_run_unsafe_code" in run.stderr
 
 
+def test_a_cgr_error_in_a_run_is_one_line_without_a_traceback(tmp_path):
+    run = run_cli("cgr-eval", "--model", "cgr", "--model_args", "solver=no-such-model",
+                  "--tasks", "cgr_sciq", "--limit", "1", "--confirm_run_unsafe_code", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "cgr-eval: error: unknown model 'no-such-model'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_cgr_eval_runs_the_direct_channel_and_logs_samples(tmp_path):
     run = run_cli("cgr-eval", "--model", "cgr", "--tasks", "cgr_arc_easy", "--limit", "6",
                   "--output_path", "out", "--log_samples", *DIRECT_ONLY, cwd=tmp_path)
@@ -72,7 +80,7 @@ def test_python_api_with_registered_plugin():
     import cgr_plugin
 
     cgr_plugin.register()
-    manager = TaskManager(include_defaults=False)
+    manager = TaskManager(include_path=str(cgr_plugin.TASKS_DIR), include_defaults=False)
     names = manager.match_tasks(["cgr_sci*"])
     assert names == ["cgr_sciq"]
     out = lm_eval.simple_evaluate(model="cgr", model_args={"solver": "smollm2-135m",

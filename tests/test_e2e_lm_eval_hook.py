@@ -54,5 +54,6 @@ def test_enable_then_plain_lm_eval_runs_cgr_tasks(tmp_path, hook_state):
 def test_hook_is_inert_until_lm_eval_is_imported(hook_state):
     run_cli("cgr", "enable-lm-eval")
     probe = run_cli("python", "-c", "import sys; print('lm_eval' in sys.modules, "
-                    "'cgr_plugin.run.model' in sys.modules)")
-    assert probe.stdout.split() == ["False", "False"]
+                    "[m for m in sys.modules if m.startswith('cgr_plugin')], "
+                    "'_cgr_plugin_lm_eval_hook' in sys.modules)")
+    assert probe.stdout.split() == ["False", "[]", "True"], probe.stderr  # armed, nothing loaded

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 import types
 
 import pytest
@@ -158,3 +160,66 @@ def test_a_plugin_normalizer_named_in_a_task_yaml_shapes_the_rows(plugin, tmp_pa
     assert (doc["id"], doc["choices"], doc["answer"]) == ("a1", ["1", "2", "3"], "B")
     with pytest.raises(ValueError, match="no normalizer named 'nope'"):
         load("nope")
+
+
+def test_a_misspelt_hook_registered_by_hand_fails_at_once(plugin):
+    with pytest.raises(plugins.PluginError,
+                       match="'typo'.*'register_scorer' is not a cgr hook; did you mean "
+                             "'register_scorers'"):
+        plugin("typo", register_scorer=lambda register: register("never", lambda r, c: 1.0))
+    assert plugins.manager().get_plugin("typo") is None  # left unregistered
+    assert "never" not in plugins.registry().entries["scorers"]
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    """A plugin module on sys.path, found through a real ``cgr`` entry point, loaded afresh."""
+    from importlib.metadata import EntryPoint
+
+    def install(source: str) -> str:
+        (tmp_path / "cgr_typo_plugin.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        point = EntryPoint(name="typo", value="cgr_typo_plugin", group=plugins.ENTRY_POINT_GROUP)
+        monkeypatch.setattr(plugins, "entry_points",
+                            lambda group: [point] if group == point.group else [])
+        for name, fresh in (("_manager", None), ("_registry", None), ("_load_failures", {})):
+            monkeypatch.setattr(plugins, name, fresh)  # the session's manager comes back after
+        return "typo (cgr_typo_plugin)"
+
+    yield install
+    sys.modules.pop("cgr_typo_plugin", None)
+
+
+TYPO_PLUGIN = """\
+from cgr_plugin import hookimpl
+
+@hookimpl
+def register_scorers(register):
+    register("typo_score", lambda record, channel: 1.0)
+
+@hookimpl
+def register_partition(register):  # misspelt: the hook is register_partitions
+    register("typo_part", lambda group: True)
+"""
+
+
+def test_an_installed_plugin_with_a_misspelt_hook_is_broken_and_skipped(installed_plugin,
+                                                                        capsys, caplog):
+    from cgr_plugin.cli import main as cli
+
+    label = installed_plugin(TYPO_PLUGIN)
+    reg = plugins.registry()
+    assert "register_partition" in reg.broken[label] and "register_partitions" in reg.broken[label]
+    assert "typo_score" not in reg.entries["scorers"]  # the whole plugin is skipped
+    assert "broken" in caplog.text and label in caplog.text
+    with pytest.raises(SystemExit) as done:
+        cli.cgr_main(["plugins"])
+    assert done.value.code == 1
+    assert f"BROKEN {label}: hook 'register_partition' is not a cgr hook" in capsys.readouterr().out
+
+
+def test_strict_mode_makes_a_misspelt_hook_an_error(installed_plugin, monkeypatch):
+    monkeypatch.setenv("CGR_STRICT_PLUGINS", "1")
+    label = installed_plugin(TYPO_PLUGIN)
+    with pytest.raises(plugins.PluginError, match=re.escape(label) + ".*'register_partition'"):
+        plugins.registry()

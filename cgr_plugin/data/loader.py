@@ -1,26 +1,25 @@
-"""Dataset specs and readers: from a ``dataset_kwargs`` block to normalized items.
+"""Dataset specs: from a ``dataset_kwargs`` block to normalized items.
 
 One code path serves a run and ``cgr validate-dataset``: :func:`dataset_spec` checks the
 ``dataset_kwargs`` block and :func:`split_items` reads and normalizes one split, both adding
 every problem they find to a :class:`Problems`. A run stops on the first problem (naming how
-many more there are); the validator prints them all.
+many more there are); the validator prints them all. Reading a file's rows is :mod:`.rows`.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .. import plugins
 from .._paths import DATA_DIR
 from .items import ItemError, MCQAItem
 from .normalize import FieldMapping, Normalizer, closest, did_you_mean, parse_letters
+from .rows import data_file_problem, iter_rows, read_rows
 
+# iter_rows and read_rows live in .rows; they stay importable from here (data/bundle.py, 0.1).
 __all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "Problems", "TaskConfigError",
            "check_splits", "dataset_spec", "iter_rows", "read_items", "read_rows",
            "split_items"]
@@ -41,7 +40,6 @@ DATASET_KWARGS = {
 }
 # lm-eval's split keys, each naming one of the dataset's splits.
 SPLIT_KEYS = ("test_split", "validation_split", "training_split", "fewshot_split")
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 class TaskConfigError(ItemError):
@@ -76,131 +74,6 @@ class Problems:
                 f"`cgr validate-dataset {target}` lists them all)",
                 source=first.source, item=first.item, field=first.field, line=first.line)
         raise first
-
-
-# -- reading rows ------------------------------------------------------------------------------
-def _kind(path: Path) -> tuple[str, bool]:
-    """(format suffix, gzipped) of a data file name."""
-    suffixes = [s.lower() for s in path.suffixes]
-    gz = bool(suffixes) and suffixes[-1] == ".gz"
-    if gz:
-        suffixes = suffixes[:-1]
-    return (suffixes[-1] if suffixes else ""), gz
-
-
-def data_file_problem(path: Path) -> str | None:
-    """Why this file name cannot be read, or None."""
-    kind, gz = _kind(path)
-    if kind not in DATA_SUFFIXES or (gz and kind == ".parquet"):
-        return (f"unsupported data file type {''.join(path.suffixes) or '(none)'}; use .jsonl, "
-                ".json, .csv, .tsv (optionally .gz) or .parquet")
-    return None
-
-
-def iter_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | ItemError]]:
-    """Yield ``(place, row)`` for every row of a data file, or ``(place, ItemError)`` for a row
-    that cannot be read, and go on; a file that cannot be read at all raises an ItemError."""
-    source = str(path)
-    unsupported = data_file_problem(path)
-    if unsupported:
-        raise ItemError(unsupported, source=source)
-    kind, gz = _kind(path)
-    if kind == ".parquet":
-        yield from _parquet_rows(path)
-        return
-    try:
-        with (gzip.open if gz else open)(path, "rt", encoding="utf-8", newline="") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise ItemError(f"cannot read data file: {err}", source=source) from None
-    if kind in (".csv", ".tsv"):
-        yield from _delimited_rows(text, "," if kind == ".csv" else "\t", source)
-        return
-    if kind == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None  # JSON lines under a .json name (e.g. AQuA-RAT) are read below
-        if isinstance(data, list):
-            for n, row in enumerate(data):
-                yield f"element {n}", _as_row(row, source, f"element {n}")
-            return
-        if isinstance(data, dict):
-            raise ItemError("a .json data file must hold a list of objects (or JSON lines)",
-                            source=source)
-    for n, line in enumerate(text.split("\n"), start=1):  # not splitlines: \u2028 is data
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield f"line {n}", ItemError(f"invalid JSON: {err.msg} (column {err.colno})",
-                                         source=source, line=f"line {n}")
-            continue
-        yield f"line {n}", _as_row(row, source, f"line {n}")
-
-
-def _as_row(row: Any, source: str, where: str) -> Mapping[str, Any] | ItemError:
-    if not isinstance(row, Mapping):
-        return ItemError(f"expected a JSON object, got {type(row).__name__}", source=source,
-                         line=where)
-    return row
-
-
-def _delimited_rows(text: str, delimiter: str, source: str
-                    ) -> Iterator[tuple[str, Mapping[str, Any] | ItemError]]:
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-    except csv.Error as err:
-        raise ItemError(f"cannot parse the header: {err}", source=source, line="line 1") from None
-    if not header:
-        return
-    header = [h.strip() for h in header]
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise ItemError(f"column {repeated[0]!r} appears twice in the header", source=source,
-                        line="line 1")
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            yield f"line {reader.line_num}", ItemError(f"cannot parse: {err}", source=source,
-                                                       line=f"line {reader.line_num}")
-            continue
-        where = f"line {reader.line_num}"
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue
-        if len(record) != len(header):
-            yield where, ItemError(f"{len(record)} value{'s' if len(record) != 1 else ''} "
-                                   f"for {len(header)} columns",
-                                   source=source, line=where)
-            continue
-        yield where, dict(zip(header, record, strict=True))
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | ItemError]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ItemError("reading .parquet files needs pyarrow (pip install pyarrow; it comes "
-                        "with the datasets package)", source=str(path)) from None
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except Exception as err:  # pyarrow's errors (ArrowInvalid, OSError) have no common base
-        raise ItemError(f"cannot read Parquet file: {err}", source=str(path)) from None
-    for n, row in enumerate(rows):
-        yield f"row {n}", row
-
-
-def read_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Yield ``(place, row)`` from a data file; the first unreadable row raises."""
-    for where, row in iter_rows(path):
-        if isinstance(row, ItemError):
-            raise row
-        yield where, row
 
 
 def read_items(path: Path, normalizer: Normalizer | None = None) -> list[MCQAItem]:
@@ -281,136 +154,178 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
     ``spec.readable`` says whether rows can be read despite the problems (the validator then
     goes on to check them).
     """
-
-    def bad(message: str, *keys: str, top: bool = False) -> None:
-        path = keys if top else ("dataset_kwargs", *keys)
-        problems.add(TaskConfigError(message, source=where, field=".".join(path),
-                                     line=line_of(*path)))
-
-    for key in options:
-        if key in DATASET_KWARGS:
-            continue
-        mapping_keys = [f.name for f in fields(FieldMapping)]
-        close = closest(str(key), [*DATASET_KWARGS, *mapping_keys])
-        hint = f"; did you mean {close!r}?" if close else ""
-        if close in mapping_keys:
-            hint = f"; did you mean fields.{close}? (it belongs under dataset_kwargs.fields)"
-        bad(f"unknown key{hint} (allowed: {', '.join(DATASET_KWARGS)}; see docs/datasets.md)",
-            str(key))
-    name = options.get("name") or (Path(where).stem if base is not None else "custom")
-    if not isinstance(name, str):
-        bad(f"must be a string, got {name!r}", "name")
-    hub_path = task.get("dataset_path")
-    chosen = [k for k, given in (("bundle", "bundle" in options),
-                                 ("data_files", "data_files" in options),
-                                 ("dataset_path", hub_path is not None)) if given]
-    if len(chosen) != 1:
-        problems.add(TaskConfigError(
-            "the data needs exactly one of dataset_kwargs.data_files (your own files), "
-            "dataset_path (a Hugging Face hub dataset) or dataset_kwargs.bundle (a packaged "
-            "dataset)" + (f"; this task sets {' and '.join(chosen)}" if chosen else ""),
-            source=where, line=line_of("dataset_kwargs")))
+    check = _SpecCheck(options, task, where=where, base=base, problems=problems,
+                       line_of=line_of)
+    check.unknown_keys()
+    spec = check.source()
+    if spec is None:
         return None
-    kind = {"bundle": "bundle", "data_files": "files", "dataset_path": "hub"}[chosen[0]]
-    spec = DatasetSpec(where=where, name=str(name), kind=kind)
+    {"bundle": check.bundle, "files": check.data_files, "hub": check.hub}[spec.kind](spec)
+    if spec.kind != "hub" and "revision" in options:
+        check.bad("revision applies to a dataset_path (hub) dataset only", "revision")
+    if spec.kind != "bundle":
+        check.row_shape(spec, preprocess)
+    check.letters_and_subset(spec)
+    check.split_keys(spec)
+    return spec
 
-    if kind == "bundle":
-        folder = DATA_DIR / str(options["bundle"])
+
+@dataclass
+class _SpecCheck:
+    """The checks of :func:`dataset_spec`, one method per part of the block, in the order their
+    problems are reported."""
+
+    options: Mapping[str, Any]
+    task: Mapping[str, Any]
+    where: str
+    base: Path | None
+    problems: Problems
+    line_of: Callable[..., str | None]
+
+    def bad(self, message: str, *keys: str, top: bool = False) -> None:
+        path = keys if top else ("dataset_kwargs", *keys)
+        self.problems.add(TaskConfigError(message, source=self.where, field=".".join(path),
+                                          line=self.line_of(*path)))
+
+    def unknown_keys(self) -> None:
+        mapping_keys = [f.name for f in fields(FieldMapping)]
+        for key in self.options:
+            if key in DATASET_KWARGS:
+                continue
+            close = closest(str(key), [*DATASET_KWARGS, *mapping_keys])
+            hint = f"; did you mean {close!r}?" if close else ""
+            if close in mapping_keys:
+                hint = f"; did you mean fields.{close}? (it belongs under dataset_kwargs.fields)"
+            self.bad(f"unknown key{hint} (allowed: {', '.join(DATASET_KWARGS)}; see "
+                     "docs/datasets.md)", str(key))
+
+    def source(self) -> DatasetSpec | None:
+        """The spec of the one data source the task names (bundle, files or hub), or None."""
+        options = self.options
+        name = options.get("name") or (Path(self.where).stem if self.base is not None
+                                       else "custom")
+        if not isinstance(name, str):
+            self.bad(f"must be a string, got {name!r}", "name")
+        chosen = [k for k, given in (("bundle", "bundle" in options),
+                                     ("data_files", "data_files" in options),
+                                     ("dataset_path", self.task.get("dataset_path") is not None))
+                  if given]
+        if len(chosen) != 1:
+            self.problems.add(TaskConfigError(
+                "the data needs exactly one of dataset_kwargs.data_files (your own files), "
+                "dataset_path (a Hugging Face hub dataset) or dataset_kwargs.bundle (a packaged "
+                "dataset)" + (f"; this task sets {' and '.join(chosen)}" if chosen else ""),
+                source=self.where, line=self.line_of("dataset_kwargs")))
+            return None
+        kind = {"bundle": "bundle", "data_files": "files", "dataset_path": "hub"}[chosen[0]]
+        return DatasetSpec(where=self.where, name=str(name), kind=kind)
+
+    def bundle(self, spec: DatasetSpec) -> None:
+        bundle = self.options["bundle"]
+        folder = DATA_DIR / str(bundle)
         spec.files = {p.name.split(".")[0]: p for p in sorted(folder.glob("*.jsonl"))}
         if not spec.files:
-            bad(f"no prepared dataset {options['bundle']!r} in {DATA_DIR}; packaged: "
-                + ", ".join(sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir())), "bundle")
+            self.bad(f"no prepared dataset {bundle!r} in {DATA_DIR}; packaged: "
+                     + ", ".join(sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir())),
+                     "bundle")
             spec.readable = False
-        if options.get("fields") is not None or options.get("preprocess") is not None:
-            bad("a bundle holds prepared items: fields and preprocess do not apply", "bundle")
-    elif kind == "files":
-        raw = options["data_files"]
+        if self.options.get("fields") is not None or self.options.get("preprocess") is not None:
+            self.bad("a bundle holds prepared items: fields and preprocess do not apply",
+                     "bundle")
+
+    def data_files(self, spec: DatasetSpec) -> None:
+        raw = self.options["data_files"]
         raw = {"test": raw} if isinstance(raw, str) else raw
         if not isinstance(raw, Mapping) or not raw:
-            bad("must be a path or a mapping {split: path}, e.g. {test: my_data.jsonl}",
-                "data_files")
+            self.bad("must be a path or a mapping {split: path}, e.g. {test: my_data.jsonl}",
+                     "data_files")
             spec.readable = False
-        else:
-            for split, value in raw.items():
-                spec.declared.append(str(split))
-                if not isinstance(value, str) or not value.strip():
-                    bad(f"must be a file path, got {value!r}", "data_files", str(split))
-                    continue
-                path = _resolve(value, base)
-                unsupported = data_file_problem(path)
-                if unsupported:
-                    bad(unsupported, "data_files", str(split))
-                elif path.is_dir():
-                    bad(f"{path} is a folder; name a data file", "data_files", str(split))
-                elif not path.is_file():
-                    bad(f"no such file {path}" + (f" (relative to {base})" if base else ""),
-                        "data_files", str(split))
-                else:
-                    spec.files[str(split)] = path
-            spec.readable = spec.readable and bool(spec.files)
-    else:
-        if not isinstance(hub_path, str) or not hub_path.strip():
-            bad(f"must be a hub dataset name such as 'allenai/ai2_arc', got {hub_path!r}",
-                "dataset_path", top=True)
-            spec.readable = False
-        hub_name = task.get("dataset_name")
-        if hub_name is not None and not isinstance(hub_name, str):
-            bad(f"must be a string, got {hub_name!r}", "dataset_name", top=True)
-        revision = options.get("revision")
-        if revision is not None and not isinstance(revision, str):
-            bad(f"must be a string, got {revision!r}", "revision")
-        spec.hub = {"path": hub_path, "name": hub_name, "revision": revision}
-        spec.hub_line = line_of("dataset_path")
-    if kind != "hub" and "revision" in options:
-        bad("revision applies to a dataset_path (hub) dataset only", "revision")
+            return
+        for split, value in raw.items():
+            spec.declared.append(str(split))
+            if not isinstance(value, str) or not value.strip():
+                self.bad(f"must be a file path, got {value!r}", "data_files", str(split))
+                continue
+            path = _resolve(value, self.base)
+            unsupported = data_file_problem(path)
+            if unsupported:
+                self.bad(unsupported, "data_files", str(split))
+            elif path.is_dir():
+                self.bad(f"{path} is a folder; name a data file", "data_files", str(split))
+            elif not path.is_file():
+                self.bad(f"no such file {path}" + (f" (relative to {self.base})" if self.base
+                                                   else ""), "data_files", str(split))
+            else:
+                spec.files[str(split)] = path
+        spec.readable = spec.readable and bool(spec.files)
 
-    if kind != "bundle":
-        mapping, mapping_problems = FieldMapping.parse(options.get("fields"), source=where)
+    def hub(self, spec: DatasetSpec) -> None:
+        hub_path = self.task.get("dataset_path")
+        if not isinstance(hub_path, str) or not hub_path.strip():
+            self.bad(f"must be a hub dataset name such as 'allenai/ai2_arc', got {hub_path!r}",
+                     "dataset_path", top=True)
+            spec.readable = False
+        hub_name = self.task.get("dataset_name")
+        if hub_name is not None and not isinstance(hub_name, str):
+            self.bad(f"must be a string, got {hub_name!r}", "dataset_name", top=True)
+        revision = self.options.get("revision")
+        if revision is not None and not isinstance(revision, str):
+            self.bad(f"must be a string, got {revision!r}", "revision")
+        spec.hub = {"path": hub_path, "name": hub_name, "revision": revision}
+        spec.hub_line = self.line_of("dataset_path")
+
+    def row_shape(self, spec: DatasetSpec, preprocess: Any) -> None:
+        """The field mapping, and the preprocess hook or plugin normalizer rows pass first."""
+        mapping, mapping_problems = FieldMapping.parse(self.options.get("fields"),
+                                                       source=self.where)
         for err in mapping_problems:
             keys = ("dataset_kwargs", *(err.field or "fields").split(".")[:2])
-            problems.add(TaskConfigError(err.reason, source=where,
-                                         field="dataset_kwargs." + (err.field or "fields"),
-                                         line=line_of(*keys) or line_of(*keys[:2])))
+            self.problems.add(TaskConfigError(
+                err.reason, source=self.where, field="dataset_kwargs." + (err.field or "fields"),
+                line=self.line_of(*keys) or self.line_of(*keys[:2])))
         spec.mapping = mapping
         spec.readable = spec.readable and mapping is not None
-        hook = preprocess if preprocess is not None else options.get("preprocess")
+        hook = preprocess if preprocess is not None else self.options.get("preprocess")
         if hook is not None and not callable(hook):
-            bad(f"must be a !function reference (preprocess: !function mymodule.fix_row), got "
-                f"{hook!r}", "preprocess")
+            self.bad(f"must be a !function reference (preprocess: !function mymodule.fix_row), "
+                     f"got {hook!r}", "preprocess")
         spec.preprocess = hook if callable(hook) else None
-        if options.get("normalizer") is not None:
-            if hook is not None:
-                bad("give preprocess or normalizer, not both", "normalizer")
-            else:
-                from .. import plugins
+        normalizer = self.options.get("normalizer")
+        if normalizer is None:
+            return
+        if hook is not None:
+            self.bad("give preprocess or normalizer, not both", "normalizer")
+            return
+        try:
+            spec.preprocess = plugins.registry().get("normalizers", str(normalizer))
+        except plugins.PluginError as err:
+            self.bad(str(err), "normalizer")
 
-                try:
-                    spec.preprocess = plugins.registry().get("normalizers",
-                                                             str(options["normalizer"]))
-                except plugins.PluginError as err:
-                    bad(str(err), "normalizer")
-    letters, letter_problem = parse_letters(options.get("letters"))
-    if letter_problem:
-        bad(letter_problem, "letters")
-    spec.letters = letters
-    subset_field = options.get("subset_field")
-    if subset_field is not None:
+    def letters_and_subset(self, spec: DatasetSpec) -> None:
+        letters, letter_problem = parse_letters(self.options.get("letters"))
+        if letter_problem:
+            self.bad(letter_problem, "letters")
+        spec.letters = letters
+        subset_field = self.options.get("subset_field")
+        if subset_field is None:
+            return
         if not isinstance(subset_field, str):
-            bad(f"must be a metadata key, got {subset_field!r}", "subset_field")
+            self.bad(f"must be a metadata key, got {subset_field!r}", "subset_field")
         elif spec.mapping is not None and subset_field not in {
                 p.split(".")[-1] for p in spec.mapping.metadata}:
-            bad(f"{subset_field!r} is not one of the item metadata fields (list it under "
-                "fields.metadata)", "subset_field")
+            self.bad(f"{subset_field!r} is not one of the item metadata fields (list it under "
+                     "fields.metadata)", "subset_field")
         else:
             spec.subset_field = subset_field
-    for key in SPLIT_KEYS:
-        value = task.get(key)
-        if value is not None and not isinstance(value, str):
-            bad(f"must be a split name, got {value!r}", key, top=True)
-            spec.bad_split_keys.add(key)
-        elif value is not None:
-            spec.splits[key] = value
-    return spec
+
+    def split_keys(self, spec: DatasetSpec) -> None:
+        for key in SPLIT_KEYS:
+            value = self.task.get(key)
+            if value is not None and not isinstance(value, str):
+                self.bad(f"must be a split name, got {value!r}", key, top=True)
+                spec.bad_split_keys.add(key)
+            elif value is not None:
+                spec.splits[key] = value
 
 
 def check_splits(spec: DatasetSpec, available: list[str], problems: Problems,

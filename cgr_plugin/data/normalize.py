@@ -159,13 +159,6 @@ class FieldMapping:
             bad(f"shuffle_seed must be an integer, got {seed!r}", "shuffle_seed")
         return (cls(**config) if usable else None), problems
 
-    def paths(self) -> list[str]:
-        """Every row field this mapping reads (for 'no row has this field' hints)."""
-        out = [self.question, self.answer]
-        out += list(self.choices) if isinstance(self.choices, tuple) else [self.choices]
-        out += [p for p in (self.id, self.context, self.payload, self.labels) if p]
-        return out + list(self.metadata)
-
 
 @dataclass
 class Normalizer:
@@ -192,23 +185,42 @@ class Normalizer:
               ) -> tuple[MCQAItem | None, list[ItemError]]:
         """``(item, [])``, or ``(None, problems)`` with every problem of this row."""
         if self.preprocess is not None:
-            try:
-                row = self.preprocess(row)
-            except ItemError as err:
-                return None, [err.located(item=str(index))]
-            except Exception as err:  # a user hook failing is a data error, with its row named
-                return None, [ItemError(f"preprocess function failed: {type(err).__name__}: "
-                                        f"{err}", item=str(index))]
-            if not isinstance(row, Mapping):
-                return None, [ItemError("preprocess must return a mapping, got "
-                                        f"{type(row).__name__}", item=str(index))]
+            row, problem = self._preprocessed(row, index)
+            if problem is not None:
+                return None, [problem]
         problems: list[ItemError] = []
-        m = self.mapping
         try:
             item_id: str | None = self._item_id(row, index)
         except ItemError as err:
             problems.append(ItemError(err.reason, field=err.field, item=None))
             item_id = None  # the problems of this row are known by its line
+        values = self._read_fields(row, item_id, problems)
+        problems += self._item_problems(values, item_id)
+        if problems:
+            return None, problems
+        return self._build(values, item_id)
+
+    def _preprocessed(self, row: Mapping[str, Any], index: int
+                      ) -> tuple[Mapping[str, Any], ItemError | None]:
+        """The row after the preprocess hook, or the hook's failure as the row's problem."""
+        assert self.preprocess is not None
+        try:
+            done = self.preprocess(row)
+        except ItemError as err:
+            return row, err.located(item=str(index))
+        except Exception as err:  # a user hook failing is a data error, with its row named
+            return row, ItemError(f"preprocess function failed: {type(err).__name__}: {err}",
+                                  item=str(index))
+        if not isinstance(done, Mapping):
+            return row, ItemError(f"preprocess must return a mapping, got {type(done).__name__}",
+                                  item=str(index))
+        return done, None
+
+    def _read_fields(self, row: Mapping[str, Any], item_id: str | None,
+                     problems: list[ItemError]) -> dict[str, Any]:
+        """Each item field read from the row through the mapping (_MISSING where it failed,
+        with the reason in ``problems``)."""
+        m = self.mapping
 
         def read(fn: Callable[..., Any], *args: Any) -> Any:
             try:
@@ -241,42 +253,48 @@ class Normalizer:
                                           item=item_id, field=f"metadata.{path}"))
             else:
                 metadata[path.split(".")[-1]] = value
+        return {"question": question, "choices": choices, "letters": letters, "gold": gold,
+                "context": context, "payload": payload, "metadata": metadata}
 
-        # The item's own checks, on whatever could be read, named by the row's field.
+    def _item_problems(self, values: dict[str, Any], item_id: str | None) -> list[ItemError]:
+        """The item's own checks, on whatever could be read, named by the row's field."""
+        m = self.mapping
         source_field = {"id": m.id or "id", "question": m.question, "answer": m.answer,
                         "choices": m.choices if isinstance(m.choices, str)
                         else ", ".join(m.choices),
                         "context": m.context, "payload": m.payload, "metadata": "metadata",
                         "letters": "letters"}
-        pieces: dict[str, Any] = {"dataset": self.dataset, "metadata": metadata}
+        pieces: dict[str, Any] = {"dataset": self.dataset, "metadata": values["metadata"]}
         if item_id is not None:
             pieces["id"] = item_id
-        if question is not _MISSING:
-            pieces["question"] = question
-        if choices is not _MISSING and letters is not _MISSING:
-            pieces["choices"], pieces["letters"] = choices, letters
-        if context is not _MISSING:
-            pieces["context"] = context if context else None
-        if payload is not _MISSING:
-            pieces["payload"] = payload
+        if values["question"] is not _MISSING:
+            pieces["question"] = values["question"]
+        if values["choices"] is not _MISSING and values["letters"] is not _MISSING:
+            pieces["choices"], pieces["letters"] = values["choices"], values["letters"]
+        if values["context"] is not _MISSING:
+            pieces["context"] = values["context"] if values["context"] else None
+        if values["payload"] is not _MISSING:
+            pieces["payload"] = values["payload"]
         checks = [k for k in pieces if k != "letters"]
-        for err in field_problems(**pieces, check=checks):
-            problems.append(ItemError(err.reason, item=item_id,
-                                      field=source_field.get(err.field or "") or err.field))
-        if problems:
-            return None, problems
+        return [ItemError(err.reason, item=item_id,
+                          field=source_field.get(err.field or "") or err.field)
+                for err in field_problems(**pieces, check=checks)]
 
-        if m.shuffle_seed is not None:
+    def _build(self, values: dict[str, Any], item_id: str | None
+               ) -> tuple[MCQAItem | None, list[ItemError]]:
+        """The item from fields that passed every check (choices shuffled if asked)."""
+        choices, gold, letters = values["choices"], values["gold"], values["letters"]
+        if self.mapping.shuffle_seed is not None:
             order = list(range(len(choices)))
-            random.Random(f"{m.shuffle_seed}:{item_id}").shuffle(order)
+            random.Random(f"{self.mapping.shuffle_seed}:{item_id}").shuffle(order)
             choices = [choices[i] for i in order]
             gold = order.index(gold)
         labels = letters or tuple(LETTERS[: len(choices)])
         try:
-            return MCQAItem(id=item_id, dataset=self.dataset, question=question,
+            return MCQAItem(id=item_id, dataset=self.dataset, question=values["question"],
                             choices=tuple(choices), answer=labels[gold],
-                            context=context or None, payload=payload, metadata=metadata,
-                            letters=letters or ()), []
+                            context=values["context"] or None, payload=values["payload"],
+                            metadata=values["metadata"], letters=letters or ()), []
         except ItemError as err:
             return None, [err.located(item=item_id)]
 

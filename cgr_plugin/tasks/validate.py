@@ -22,10 +22,10 @@ from ..data.loader import (
     TaskConfigError,
     check_splits,
     dataset_spec,
-    iter_rows,
     split_items,
 )
 from ..data.normalize import did_you_mean
+from ..data.rows import iter_rows
 
 __all__ = ["Report", "SplitReport", "format_report", "validate_task_yaml", "validate_main"]
 

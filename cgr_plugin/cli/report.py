@@ -1,0 +1,53 @@
+"""``cgr report``: statistics, tables and plots over finished runs (report.md, .html, .json)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .subcommand import CGRError, add_subcommand
+
+EXAMPLES = """\
+    cgr report out_smol out_qwen --out report
+    cgr report out --partitions partitions.yaml --gate 0.25   # docs/statistics.md
+    cgr report out --resamples 2000 --seed 1                  # a quicker draft
+    """
+
+
+def add_to(subparsers: Any) -> None:
+    parser = add_subcommand(subparsers, "report", help="statistics and plots over finished runs",
+                            examples=EXAMPLES, run=run)
+    parser.add_argument("runs", nargs="+",
+                        help="lm-eval --output_path folders (with --log_samples)")
+    parser.add_argument("--out", default="cgr_report", help="output folder (default: %(default)s)")
+    parser.add_argument("--gate", type=float, default=0.30,
+                        help="direct-accuracy threshold of the direct_gate partition")
+    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=20240519, help="bootstrap seed")
+    parser.add_argument("--partitions", help="YAML file of user-defined partitions")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..analysis.render import write_report
+    from ..analysis.runs import load_runs
+    from ..analysis.summary import build_summary, load_partitions
+
+    if args.resamples < 1:
+        raise CGRError("--resamples must be at least 1")
+    partitions = []
+    if args.partitions:
+        try:
+            partitions = load_partitions(args.partitions)
+        except (OSError, ValueError, yaml.YAMLError) as err:  # the file is the user's
+            raise CGRError(f"partitions file {args.partitions}: {err}") from err
+    outcomes = load_runs(args.runs)
+    if not outcomes:
+        raise CGRError("no items to report on")
+    summary = build_summary(outcomes, runs=args.runs, partitions=partitions, gate=args.gate,
+                            resamples=args.resamples, seed=args.seed)
+    for kind, path in write_report(summary, Path(args.out)).items():
+        print(f"{kind:5} {path}")
+    return 0
