@@ -82,26 +82,37 @@ def test_the_environment_opt_in_runs_programs_weakly_and_warns(no_bwrap, monkeyp
 
 
 def test_the_process_backend_is_weak_by_name_even_where_bubblewrap_works(monkeypatch):
+    """What ``--model_args sandbox=process`` runs: the registered ``process`` backend."""
     monkeypatch.setenv("CGR_TEST_SECRET", "s3cret-token")
-    backend = as_sandbox(plugins.sandbox("process"), "process")
-    assert backend.isolation_level() == "process"
-    result = backend.run(ENVIRON, ITEM, handle_call=lambda call: {"value": "B"}, limits=FAST)
-    assert (result.status, result.isolation) == ("ok", "process")
-    assert "s3cret-token" not in repr(result.answer)
+    assert as_sandbox(plugins.sandbox("process"), "process").isolation_level() == "process"
+    item = MCQAItem(id="i1", dataset="toy", question="Q?", choices=("x", "y"), answer="A")
+    program = ("import os\ndef solve(item, solver):\n"
+               "    return 'B' if 'CGR_TEST_SECRET' not in os.environ else 'A'\n")
+    assisted, _ = run_item_program(
+        f"```python\n{program}```", item, solver=Solver(), direct_prompt=str,
+        settings=AssistedSettings(limits=FAST, sandbox="process"), direct_max_tokens=8)
+    assert (assisted.status, assisted.answer) == ("ok", "B")  # the environment is emptied
+    assert assisted.sandbox == {"backend": "process", "start": "cold", "isolation": "process"}
+
+
+@needs_bwrap
+def test_the_environment_opt_in_never_weakens_a_host_where_bubblewrap_works(monkeypatch):
+    monkeypatch.setenv(isolation.WEAK_ENV, "process")
+    assert run("def solve(item, solver):\n    return 'A'\n").isolation.startswith("bwrap")
+
+
+class Solver:
+    name = "scripted"
+
+    def generate(self, requests, *, progress=False):
+        return [Generation("B") for _ in requests]
+
+    def judge(self, prompts):
+        return [0.5 for _ in prompts]
 
 
 def test_a_run_without_a_sandbox_records_every_item(no_bwrap):
     item = MCQAItem(id="i1", dataset="toy", question="Q?", choices=("x", "y"), answer="A")
-
-    class Solver:
-        name = "scripted"
-
-        def generate(self, requests, *, progress=False):
-            return [Generation("A") for _ in requests]
-
-        def judge(self, prompts):
-            return [0.5 for _ in prompts]
-
     assisted, generator = run_item_program(
         '```python\nGENERATOR_ANSWER = "A"\ndef solve(item, solver):\n    return "A"\n```', item,
         solver=Solver(), settings=AssistedSettings(limits=FAST), direct_prompt=str,
@@ -147,12 +158,6 @@ def test_both_kinds_of_registered_backend_run_an_item_and_reach_the_record():
     plugins.register(module, name="test-sandboxes")
     try:
         item = MCQAItem(id="i1", dataset="toy", question="Q?", choices=("x", "y"), answer="A")
-
-        class Solver:
-            name = "scripted"
-
-            def generate(self, requests, *, progress=False):
-                return [Generation("B") for _ in requests]
 
         def record(name):
             return run_item_program("```python\ndef solve(item, solver):\n    return 'A'\n```",

@@ -5,7 +5,7 @@ which belongs to the program. The parent sends ``init`` (program, item without i
 seed); the worker answers with ``call`` messages (each waits for a ``reply``) and ends with one
 ``result`` or ``error``. Everything the program prints is captured, truncated, and returned.
 
-A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_sandbox_zygote.py``
+A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_zygote.py``
 (appended to this text), which calls ``_serve`` in the forked worker.
 """
 
