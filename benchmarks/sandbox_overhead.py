@@ -63,7 +63,7 @@ def sandboxed(warm: bool) -> None:
     os.environ[WARM_ENV] = "1" if warm else "0"
     result = run_program(PROGRAM, ITEM, handle_call=lambda call: {"value": "B"})
     assert result.status == "ok", result
-    assert result.extra.get("start") == ("warm" if warm else "cold"), result
+    assert result.start == ("warm" if warm else "cold"), result
 
 
 def bare() -> None:

@@ -16,6 +16,7 @@ def register_extractors(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_sandboxes(register: Callable[..., None]) -> None:
-    from .sandbox.runner import run_program
+    from .sandbox.runner import BWRAP, PROCESS
 
-    register("bwrap", run_program)
+    register("bwrap", BWRAP)  # bubblewrap; without it programs run only with CGR_SANDBOX=process
+    register("process", PROCESS)  # weak isolation, by explicit choice: sandbox=process

@@ -54,11 +54,16 @@ def register_partitions(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_sandboxes(register: Callable[..., None]) -> None:
-    """Add sandbox backends: ``register(name, run_program)``, chosen with ``sandbox=NAME``.
+    """Add sandbox backends: ``register(name, sandbox)``, chosen with ``sandbox=NAME``.
 
-    ``run_program(program, item, *, handle_call, limits, seed) -> SandboxResult`` must behave
-    as ``cgr_plugin.sandbox.run_program`` does: never raise for anything the program does,
-    answer each solver call through ``handle_call``, and report one status.
+    ``sandbox`` is a ``cgr_plugin.sandbox.Sandbox`` (``isolation_level()``, ``start(limits)``
+    giving a started sandbox with ``run(program, item, *, handle_call, seed)`` and ``kill()``;
+    ``run(...)`` does all three): never raise for anything the program does (every outcome is
+    one status of the ``SandboxResult``), answer each solver call through ``handle_call``, and
+    raise ``SandboxError`` (``SandboxUnavailable``, ``SandboxStartError``) only when the sandbox
+    itself cannot run the program. A ``run_program(program, item, *, handle_call, limits,
+    seed) -> SandboxResult`` function is accepted too; it must never raise. Check a backend
+    with ``python -m cgr_plugin.sandbox.conformance NAME``. See docs/plugins.md.
     """
 
 

@@ -74,6 +74,10 @@ class ChannelResult:
     difficulty: str | None = None
     fallback: dict[str, Any] | None = None  # {"source": "direct", "answer": "C"}, never in answer
     output: str | None = None
+    # assisted channel, from the sandbox: why a program failed, and where it ran
+    traceback: str | None = None  # of the exception the program raised (last frames, capped)
+    stderr: str | None = None  # what its processes wrote to the real stderr (capped)
+    sandbox: dict[str, Any] | None = None  # {"backend", "start": "warm"|"cold", "isolation"}
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

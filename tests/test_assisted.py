@@ -6,13 +6,20 @@ programs run in the real sandbox.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.backends import Generation
-from cgr_plugin.record import ChannelResult
+from cgr_plugin.record import CGRRecord, ChannelResult
 from cgr_plugin.run.assisted import AssistedSettings, run_assisted, run_item_program
 from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level
+
+from .conftest import REPO
 
 pytestmark = pytest.mark.skipif(isolation_level() == "process", reason="needs bubblewrap")
 
@@ -104,6 +111,57 @@ def test_budget_refusal_is_recorded_even_if_the_program_carries_on():
     assert assisted.status == "budget_exceeded" and assisted.solver_calls == 4
 
 
+RAISES = '''def lookup(options, letter):
+    return options[letter]
+
+def solve(item, solver):
+    return lookup(item.options, "Z")
+'''
+
+
+def test_a_program_that_raises_prints_its_traceback_into_the_assisted_record():
+    assisted, _ = run(RAISES)
+    assert assisted.status == "runtime_error" and assisted.error == "KeyError: 'Z'"
+    assert 'line 5, in solve\n    return lookup(item.options, "Z")' in assisted.traceback
+    assert "line 2, in lookup\n    return options[letter]" in assisted.traceback
+    assert "in main" not in assisted.traceback  # the worker's own frames are left out
+    assert assisted.sandbox["start"] in ("warm", "cold")
+    assert assisted.sandbox["isolation"] == assisted.isolation
+    line = CGRRecord(item=ITEM.to_json(), solver="s", assisted=assisted).to_json()
+    assert CGRRecord.from_json(line).assisted.traceback == assisted.traceback
+
+
+def test_what_a_program_writes_to_the_real_stderr_reaches_the_record():
+    assisted, _ = run("import os\ndef solve(item, solver):\n"
+                      "    os.write(2, b'native complaint')\n    return solver.choose()\n")
+    assert assisted.status == "ok" and assisted.stderr == "native complaint"
+    quiet, _ = run("def solve(item, solver):\n    return solver.choose()\n")
+    assert quiet.stderr is None and quiet.traceback is None
+
+
+def test_records_written_before_these_fields_still_load():
+    line = CGRRecord(item=ITEM.to_json(), solver="s",
+                     assisted=ChannelResult(status="runtime_error", error="boom")).to_json()
+    old = json.loads(line)
+    for field in ("traceback", "stderr", "sandbox"):
+        del old["channels"]["assisted"][field]
+    loaded = CGRRecord.from_json(json.dumps(old)).assisted
+    assert (loaded.status, loaded.traceback, loaded.sandbox) == ("runtime_error", None, None)
+
+
+def test_cgr_exec_prints_the_traceback_of_a_program_that_raises(tmp_path):
+    (tmp_path / "program.py").write_text(RAISES)
+    (tmp_path / "item.json").write_text(json.dumps(ITEM.to_json()))
+    done = subprocess.run([sys.executable, "-m", "cgr_plugin", "exec",
+                           str(tmp_path / "program.py"), "--item", str(tmp_path / "item.json")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assisted = CGRRecord.from_json(done.stdout).assisted
+    assert assisted.status == "runtime_error"
+    assert "line 2, in lookup\n    return options[letter]" in assisted.traceback
+
+
 def test_extraction_failures_are_final_statuses():
     assert run_item_program("no code here", ITEM, solver=ScriptedSolver(), settings=SETTINGS,
                             direct_prompt=str, direct_max_tokens=8)[0].status == "no_code"
@@ -144,9 +202,11 @@ def test_generator_failure_is_recorded_not_raised():
 
 
 def _comparable(result: ChannelResult) -> dict:
-    """A result without its timings (which differ run to run)."""
+    """A result without its timings and its sandbox's start, warm or cold (which differ run
+    to run)."""
     data = dict(vars(result))
     data["trace"] = [{k: v for k, v in t.items() if k != "seconds"} for t in data["trace"] or []]
+    data["sandbox"] = {k: v for k, v in (data["sandbox"] or {}).items() if k != "start"}
     return {k: v for k, v in data.items() if k not in ("seconds", "model_seconds")}
 
 

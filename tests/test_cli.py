@@ -152,7 +152,7 @@ def test_every_subcommand_has_examples_that_parse():
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
     assert set(subparsers) >= {"bundle", "models", "fetch-model", "exec", "report", "export",
                                "enable-lm-eval", "disable-lm-eval", "plugins", "path",
-                               "validate-dataset"}
+                               "validate-dataset", "sandbox-check"}
     for name, sub in [("cgr", parser), *subparsers.items()]:
         lines = list(_examples(sub))
         own = [w for w in lines if w[0] == "cgr" and (name == "cgr" or w[1] == name)]
@@ -160,3 +160,13 @@ def test_every_subcommand_has_examples_that_parse():
         for words in (w for w in lines if w[0] == "cgr"):
             args = parser.parse_args(words[1:])  # exits (status 2) on an outdated flag
             assert callable(args.func), words
+
+
+def test_sandbox_check_runs_the_conformance_suite_and_says_what_was_contained():
+    done = run_cli("cgr", "sandbox-check", "bwrap", "--only", "net")
+    if "bubblewrap" in done.stderr and done.returncode == 2:
+        pytest.skip("no usable bubblewrap here")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sandbox 'bwrap': 4/4 hostile programs contained" in done.stdout
+    unknown = run_cli("cgr", "sandbox-check", "no-such-sandbox")
+    assert unknown.returncode == 2 and "no-such-sandbox" in unknown.stderr

@@ -14,11 +14,12 @@ import pytest
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.backends import Generation, RetryingBackend
 from cgr_plugin.run.assisted import AssistedSettings, run_assisted
+from cgr_plugin.sandbox import isolation
 from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.skipif(isolation_level() == "process", reason="needs bubblewrap")
+needs_bwrap = pytest.mark.skipif(isolation_level() == "process", reason="needs bubblewrap")
 
 ITEMS = [MCQAItem(id=f"f{i}", dataset="toy", question=f"Which is {i}?",
                   choices=("x", "y", "z"), answer="B") for i in range(3)]
@@ -103,6 +104,7 @@ def _models(generator_fault, solver_fault):
             RetryingBackend(solver, retries=1, backoff=0.01))
 
 
+@needs_bwrap
 @pytest.mark.parametrize("name, generator_fault, solver_fault, statuses", FAULTS,
                          ids=[f[0] for f in FAULTS])
 def test_fault_costs_only_its_items_and_is_recorded(name, generator_fault, solver_fault,
@@ -115,6 +117,22 @@ def test_fault_costs_only_its_items_and_is_recorded(name, generator_fault, solve
         assert assisted.status in statuses, (assisted.status, assisted.error)
         assert assisted.status == "ok" or assisted.answer is None
         assert own.status  # the generator side is recorded too
+
+
+def test_a_host_without_a_usable_sandbox_costs_each_program_not_the_run(monkeypatch):
+    """No bubblewrap and no opt-in to weak isolation: every item is still recorded, its
+    program as not run by the sandbox, with how to fix it; the generator side as usual."""
+    monkeypatch.setattr(isolation, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
+    monkeypatch.delenv(isolation.WEAK_ENV, raising=False)
+    generator, solver = _models([GOOD] * 3, None)
+    results = run_assisted(ITEMS, solver=solver, generator=generator, settings=SETTINGS,
+                           direct_prompt=lambda item: item.question, direct_max_tokens=8)
+    assert len(results) == len(ITEMS)
+    for assisted, own in results:
+        assert (assisted.status, assisted.answer, assisted.isolation) == ("crashed", None, None)
+        assert "apt-get install bubblewrap" in assisted.error
+        assert assisted.sandbox["error"] == "SandboxUnavailable"
+        assert (own.status, own.answer) == ("ok", "B")
 
 
 def test_the_documented_fault_figure_is_this_table():

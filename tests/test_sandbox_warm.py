@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import cgr_plugin.sandbox.runner as sandbox
+from cgr_plugin.sandbox import cgroups, pool, zygote_client
 from cgr_plugin.sandbox.runner import WARM_ENV, SandboxLimits, isolation_level, run_program
 
 from .conftest import REPO
@@ -36,7 +36,7 @@ needs_cgroup = pytest.mark.skipif(isolation_level() != "bwrap+cgroup",
 
 
 def warm_available() -> bool:
-    return sandbox._warm_pool() is not None
+    return pool.warm_pool() is not None
 
 
 @pytest.fixture(params=["warm", "cold"])
@@ -76,8 +76,8 @@ def test_warm_is_the_default_and_cold_can_be_forced(monkeypatch):
     warm = run("def solve(item, solver):\n    return solver.ask('x')\n")
     monkeypatch.setenv(WARM_ENV, "0")
     cold = run("def solve(item, solver):\n    return solver.ask('x')\n")
-    assert (warm.status, warm.answer, warm.extra["start"]) == ("ok", "B", "warm")
-    assert (cold.status, cold.answer, cold.extra["start"]) == ("ok", "B", "cold")
+    assert (warm.status, warm.answer, warm.start) == ("ok", "B", "warm")
+    assert (cold.status, cold.answer, cold.start) == ("ok", "B", "cold")
     assert warm.isolation == cold.isolation == isolation_level()
 
 
@@ -212,8 +212,9 @@ def test_program_and_its_children_are_in_a_capped_cgroup_of_their_own(start):
     holding its processes cap them; when it ends none of them is left there, and the groups
     are removed (a warm sandbox's S, our code, leaves it a moment later)."""
     seen: dict = {}
-    pids_root = sandbox._own_cgroup("pids")
-    memory_root = sandbox._own_cgroup("memory")
+    where = cgroups.hierarchy()
+    pids_root, memory_root = where.roots[0], where.memory_root
+    memory_cap = "memory.limit_in_bytes" if where.version == 1 else "memory.max"
 
     def look(call):
         for folder in pids_root.glob("cgr-*"):
@@ -226,7 +227,7 @@ def test_program_and_its_children_are_in_a_capped_cgroup_of_their_own(start):
                            if len(each) == depth and each[-1] != "1"]
                 seen.update(folder=folder, procs=procs, memory=memory, program=program,
                             memory_procs=(memory / "cgroup.procs").read_text().split(),
-                            memory_max=int((memory / "memory.limit_in_bytes").read_text()))
+                            memory_max=int((memory / memory_cap).read_text()))
         return {"value": "B"}
 
     program = """
@@ -403,10 +404,10 @@ def test_zygote_death_mid_run_is_a_status_and_the_next_program_runs_warm(monkeyp
     if not warm_available():
         pytest.skip("warm sandboxes cannot be set up on this machine")
     monkeypatch.setenv(WARM_ENV, "1")
-    pool = sandbox._warm_pool()
+    warm = pool.warm_pool()
 
     def kill_the_zygote(call):
-        zygote = pool.zygote
+        zygote = warm.zygote
         assert zygote is not None
         os.killpg(zygote.proc.pid, signal.SIGKILL)
         zygote.proc.wait(10)
@@ -418,15 +419,15 @@ def test_zygote_death_mid_run_is_a_status_and_the_next_program_runs_warm(monkeyp
     assert "server died" in result.message
     after = [run("def solve(item, solver):\n    return solver.ask('x')\n") for _ in range(3)]
     assert [(r.status, r.answer) for r in after] == [("ok", "B")] * 3
-    assert after[-1].extra["start"] == "warm"
+    assert after[-1].start == "warm"
 
 
 def _two_programs_from_a_fresh_pool(monkeypatch, caplog):
     """Run two programs with no pool started yet; their results and the fallback warnings."""
-    monkeypatch.setattr(sandbox, "_pool", None)
-    monkeypatch.setattr(sandbox, "_warm_failure", None)
+    monkeypatch.setattr(pool, "_pool", None)
+    monkeypatch.setattr(pool, "_warm_failure", None)
     monkeypatch.setenv(WARM_ENV, "1")
-    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox.runner"):
+    with caplog.at_level("WARNING", logger="cgr_plugin.sandbox"):
         results = [run("def solve(item, solver):\n    return solver.ask('x')\n")
                    for _ in range(2)]
     warnings = [r.getMessage() for r in caplog.records
@@ -438,23 +439,23 @@ def test_without_warm_sandboxes_everything_runs_cold_after_one_warning(monkeypat
     def refuse(self):
         raise OSError("no nested user namespaces here")
 
-    monkeypatch.setattr(sandbox._Zygote, "__init__", refuse)
+    monkeypatch.setattr(zygote_client.Zygote, "__init__", refuse)
     results, warnings = _two_programs_from_a_fresh_pool(monkeypatch, caplog)
-    assert [(r.status, r.extra["start"]) for r in results] == [("ok", "cold")] * 2
+    assert [(r.status, r.start) for r in results] == [("ok", "cold")] * 2
     assert len(warnings) == 1 and "no nested user namespaces" in warnings[0]
 
 
 def test_when_nested_namespaces_are_refused_programs_run_cold(monkeypatch, caplog, tmp_path):
     """A zygote starts, but no sandbox it forks can unshare: warm sandboxes are given up."""
     broken = tmp_path / "zygote.py"
-    source = sandbox.ZYGOTE.read_text()
+    source = zygote_client.ZYGOTE.read_text()
     line = '_check(_libc.unshare(_NAMESPACES & ~_CLONE_NEWCGROUP), "unshare")'
     assert line in source
     broken.write_text(source.replace(
         line, 'raise PermissionError(1, "unshare: Operation not permitted")'))
-    monkeypatch.setattr(sandbox, "ZYGOTE", broken)
+    monkeypatch.setattr(zygote_client, "ZYGOTE", broken)
     results, warnings = _two_programs_from_a_fresh_pool(monkeypatch, caplog)
-    assert [(r.status, r.answer, r.extra["start"]) for r in results] == [("ok", "B", "cold")] * 2
+    assert [(r.status, r.answer, r.start) for r in results] == [("ok", "B", "cold")] * 2
     assert len(warnings) == 1 and "unshare: Operation not permitted" in warnings[0]
 
 
@@ -489,12 +490,12 @@ ZYGOTE_USER = """
 import os, sys
 from pathlib import Path
 from cgr_plugin.sandbox.runner import run_program
-import cgr_plugin.sandbox.runner as sandbox
+from cgr_plugin.sandbox import pool
 result = run_program("def solve(item, solver):\\n    return 'A'\\n",
                      {"id": "x", "question": "?", "letters": ["A"], "choices": ["a"]},
                      handle_call=lambda call: {"value": "A"})
-assert result.extra["start"] == "warm", result
-tree, todo = [], [sandbox._pool.zygote.proc.pid]
+assert result.start == "warm", result
+tree, todo = [], [pool._pool.zygote.proc.pid]
 while todo:  # the zygote's bwrap, its init, the zygote, and the sandboxes it started
     pid = todo.pop()
     tree.append(pid)
@@ -531,4 +532,4 @@ def test_the_zygote_goes_with_its_parent(ending):
             break
         time.sleep(0.05)
     assert [pid for pid in tree if running(pid)] == []
-    sandbox._sweep_stale_cgroups()  # what a killed parent leaves: empty groups, swept at start
+    cgroups.sweep_stale_cgroups()  # what a killed parent leaves: empty groups, swept at start

@@ -23,15 +23,15 @@ from . import (
     path,
     plugins,
     report,
+    sandbox_check,
     validate_dataset,
 )
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cgr_main"]
 
-# In `cgr --help` order. A new subcommand is one module with add_to(subparsers) and run(args);
-# `cgr sandbox-check` (the sandbox conformance suite) joins here.
+# In `cgr --help` order. A new subcommand is one module with add_to(subparsers) and run(args).
 SUBCOMMANDS = (bundle, models, fetch_model, exec_program, report, export, enable_lm_eval,
-               disable_lm_eval, plugins, path, validate_dataset)
+               disable_lm_eval, plugins, sandbox_check, path, validate_dataset)
 
 EPILOG = """\
     examples:

@@ -24,7 +24,14 @@ from ..models.backends import Backend, Generation, GenerationRequest
 from ..programs.scaffold import audit_program, extract_program, read_constants
 from ..prompts import render
 from ..record import HARD_CODED, ChannelResult, hard_coded
-from ..sandbox.runner import SandboxLimits, SandboxResult
+from ..sandbox.interface import (
+    STDERR_CHARS,
+    TRACEBACK_CHARS,
+    SandboxError,
+    SandboxLimits,
+    SandboxResult,
+    as_sandbox,
+)
 from .broker import SolverBroker
 from .progress import StageBars
 
@@ -133,6 +140,19 @@ def _seed(settings: AssistedSettings, item: MCQAItem) -> int:
     return zlib.crc32(f"{settings.seed}:{item.id}".encode())
 
 
+def _run_in_sandbox(code: str, item: MCQAItem, calls: SolverCalls,
+                    settings: AssistedSettings) -> SandboxResult:
+    """The sandbox's result; one that could not run the program is ``crashed``, saying why
+    (``extra["sandbox_error"]``: the kind of failure), as ``Sandbox.__call__`` does."""
+    sandbox = as_sandbox(plugins.sandbox(settings.sandbox), settings.sandbox)
+    try:
+        return sandbox.run(code, _item_for_program(item), handle_call=calls,
+                           limits=settings.limits, seed=_seed(settings, item))
+    except SandboxError as err:
+        return SandboxResult(status="crashed", message=str(err), isolation=None,
+                             extra={"sandbox_error": type(err).__name__})
+
+
 def run_item_program(program_text: str | None, item: MCQAItem, *,
                      solver: Backend | SolverBroker, settings: AssistedSettings,
                      direct_prompt: Callable[[MCQAItem], str],
@@ -161,11 +181,14 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
     if program.status == "ok":
         calls = SolverCalls(item, solver, settings.budget, direct_prompt, direct_max_tokens,
                             settings.extractor)
-        run_program = plugins.sandbox(settings.sandbox)
-        outcome: SandboxResult = run_program(program.code or "", _item_for_program(item),
-                                             handle_call=calls, limits=settings.limits,
-                                             seed=_seed(settings, item))
+        outcome = _run_in_sandbox(program.code or "", item, calls, settings)
         assisted.isolation, assisted.output = outcome.isolation, outcome.output or None
+        assisted.traceback = outcome.traceback and outcome.traceback[-TRACEBACK_CHARS:]
+        assisted.stderr = outcome.stderr and outcome.stderr[-STDERR_CHARS:]
+        assisted.sandbox = {"backend": settings.sandbox, "start": outcome.start,
+                            "isolation": outcome.isolation}
+        if outcome.extra.get("sandbox_error"):  # the sandbox, not the program, failed
+            assisted.sandbox["error"] = outcome.extra["sandbox_error"]
         assisted.trace, assisted.solver_calls = calls.trace, calls.made
         assisted.model_seconds = outcome.solver_seconds
         assisted.tokens_in = sum(t.get("tokens_in") or 0 for t in calls.trace)

@@ -5,12 +5,14 @@ which belongs to the program. The parent sends ``init`` (program, item without i
 seed); the worker answers with ``call`` messages (each waits for a ``reply``) and ends with one
 ``result`` or ``error``. Everything the program prints is captured, truncated, and returned.
 
-A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_sandbox_zygote.py``
+A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_zygote.py``
 (appended to this text), which calls ``_serve`` in the forked worker.
 """
 
+import faulthandler
 import io
 import json
+import linecache
 import os
 import random
 import resource
@@ -139,9 +141,20 @@ def _limit(kind, value, hard=None):
         pass
 
 
+def _traceback(err):
+    """The program's part of the traceback (not this file's frame that called it), capped."""
+    tb = err.__traceback__.tb_next if err.__traceback__ is not None else None
+    text = "".join(traceback.format_exception(type(err), err, tb))
+    return text if len(text) <= 4000 else "[...]\n" + text[-3990:]
+
+
 def main():
     init = _receive()
     limits = init["limits"]
+    try:  # a native crash writes the program's Python stack to stderr, which the parent keeps
+        faulthandler.enable(file=2, all_threads=True)
+    except (OSError, ValueError, RuntimeError):
+        pass
     _limit(resource.RLIMIT_CORE, 0)
     signal.signal(signal.SIGXCPU, _on_xcpu)
     _limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]), int(limits["cpu_seconds"]) + 2)
@@ -155,7 +168,9 @@ def main():
     solver = Solver(init["seed"])
     namespace = {"__name__": "cgr_program", "__builtins__": __builtins__}
     try:
-        code = compile(init["program"], "program.py", "exec")
+        source = init["program"]
+        linecache.cache["program.py"] = (len(source), None, source.splitlines(True), "program.py")
+        code = compile(source, "program.py", "exec")
         exec(code, namespace)  # noqa: S102 - this is the sandbox
         solve = namespace.get("solve")
         if not callable(solve):
@@ -180,9 +195,8 @@ def main():
                f"{err.lineno})", "output": captured.getvalue()})
         return
     except BaseException as err:  # the program's failure, whatever it was
-        text = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-6:])
         _send({"type": "error", "status": "runtime_error",
-               "message": f"{type(err).__name__}: {err}"[:2000], "traceback": text[-4000:],
+               "message": f"{type(err).__name__}: {err}"[:2000], "traceback": _traceback(err),
                "output": captured.getvalue()})
         return
     try:

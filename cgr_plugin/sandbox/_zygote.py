@@ -1,4 +1,4 @@
-"""Warm sandbox server. Appended to ``_sandbox_worker.py``'s text and run as ``-c`` text inside
+"""Warm sandbox server. Appended to ``_worker.py``'s text and run as ``-c`` text inside
 bubblewrap (as ``nobody``, no capabilities), with argv ``--zygote FD``; standard library only.
 
 The zygote has imported what a worker needs and forks one sandbox per request; it never sees a
@@ -29,7 +29,7 @@ worker output, stdout, stderr, control socket). Per request:
 
 Errors before W is ready are sent as ``E<text>``.
 """
-# ruff: noqa: F821  (``_serve`` comes from _sandbox_worker.py, whose text precedes this one)
+# ruff: noqa: F821  (``_serve`` comes from _worker.py, whose text precedes this one)
 
 import contextlib
 import ctypes

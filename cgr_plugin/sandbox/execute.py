@@ -1,0 +1,199 @@
+"""Serve one started sandbox (cold or warm) through its program: send the program, answer its
+solver calls, read its last word, then kill everything it ran and turn how it ended into one
+status.
+
+Program time excludes time spent waiting for the solver: the clock stops while a call is
+being answered (threads the program started keep running meanwhile; CPU rlimits still bound
+them). The model stays in this process; programs never run in it, and it never forks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+from .cgroups import Cgroup
+from .channel import Channel
+from .interface import (
+    STDERR_CHARS,
+    TRACEBACK_CHARS,
+    WORKER_STATUSES,
+    HandleCall,
+    SandboxLimits,
+    SandboxResult,
+)
+
+__all__ = ["Box", "close_pipes", "execute"]
+
+
+class Box(Protocol):
+    """What ``execute`` needs of a started sandbox (cold.ColdBox, warm.WarmBox)."""
+
+    kind: str
+    isolation: str
+    limits: SandboxLimits
+    group: Cgroup | None
+    to_worker: int
+    from_worker: int
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+
+    def release(self) -> None: ...  # let the worker start
+    def wait(self, timeout: float) -> int | None: ...  # the worker's exit status
+    def stop(self) -> None: ...  # kill what the program runs (SIGKILL)
+    def reap(self) -> None: ...  # wait until nothing of the program is left
+    def close(self) -> None: ...  # close what this process holds of it
+    def drop_group(self) -> None: ...  # remove the (emptied) cgroup, now or soon
+    def server_died(self) -> bool: ...
+
+
+def close_pipes(box: Any) -> None:
+    """Close a sandbox's protocol pipes unless ``execute`` already owns them (then -1)."""
+    for fd in (box.to_worker, box.from_worker):
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    box.to_worker = box.from_worker = -1
+
+
+@dataclass
+class _Clock:
+    program: float = 0.0  # seconds the program ran, solver waits excluded
+    solver: float = 0.0  # seconds spent answering its solver calls
+
+
+def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: HandleCall,
+            seed: int) -> SandboxResult:
+    """Run ``program`` in ``box`` until it ends, then kill everything in it and remove its
+    group. Never raises for anything the program does."""
+    result = SandboxResult(status="crashed", isolation=box.isolation, start=box.kind)
+    stdout, stderr = box.stdout.fileno(), box.stderr.fileno()
+    channel = Channel(box.from_worker, stdout, stderr, box.limits.output_chars)
+    to_worker = os.fdopen(box.to_worker, "w", encoding="utf-8")
+    from_worker = box.from_worker
+    box.to_worker = box.from_worker = -1  # both ends are this function's to close now
+    clock = _Clock()
+    try:
+        box.release()
+        _send(to_worker, _init(program, item, seed, box.limits))
+        _converse(box, channel, to_worker, handle_call, result, clock)
+    except (OSError, ValueError) as err:  # the worker closed its pipes or went away early
+        if result.status == "crashed":
+            result.message = f"lost contact with the program: {type(err).__name__}: {err}"
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            to_worker.close()
+        _tear_down(box, channel, from_worker, result)
+    if result.status == "crashed" and box.server_died():
+        result.message = f"{result.message} (the warm sandbox server died meanwhile)"
+    _collect_output(channel, stdout, stderr, box.limits, result)
+    result.program_seconds, result.solver_seconds = clock.program, clock.solver
+    return result
+
+
+def _init(program: str, item: Mapping[str, Any], seed: int, limits: SandboxLimits
+          ) -> dict[str, Any]:
+    return {"type": "init", "program": program, "item": dict(item), "seed": seed,
+            "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
+                       "file_bytes": limits.file_bytes, "processes": limits.processes,
+                       "output_chars": limits.output_chars}}
+
+
+def _send(to_worker: IO[str], message: dict[str, Any]) -> None:
+    to_worker.write(json.dumps(message) + "\n")
+    to_worker.flush()
+
+
+def _converse(box: Box, channel: Channel, to_worker: IO[str], handle_call: HandleCall,
+              result: SandboxResult, clock: _Clock) -> None:
+    """Answer the program's solver calls until its last word, its death or its time is up."""
+    limits = box.limits
+    started = time.perf_counter()
+    while True:
+        remaining = limits.wall_seconds - clock.program
+        try:
+            message = channel.next(max(remaining, 0.001))
+        except TimeoutError:
+            clock.program += time.perf_counter() - started
+            result.status = "timeout"
+            result.message = f"program ran longer than {limits.wall_seconds:g} s"
+            return
+        clock.program += time.perf_counter() - started
+        if message is None:  # the worker ended without a last word
+            result.status, result.message = _death(box.wait(5), box.group, limits,
+                                                   clock.program)
+            return
+        if message.get("type") != "call":
+            _last_word(message, limits, result)
+            return
+        waited = time.perf_counter()
+        reply = handle_call(message)
+        clock.solver += time.perf_counter() - waited
+        if reply.get("error") == "budget_exceeded":
+            result.status = "budget_exceeded"
+            result.message = "asked for more solver calls than the budget allows"
+            return
+        _send(to_worker, reply)
+        started = time.perf_counter()
+
+
+def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxResult) -> None:
+    """The worker's ``result`` or ``error``; anything else is the program forging messages."""
+    kind = message.get("type")
+    if kind == "result":
+        result.status, result.answer = "ok", message.get("answer")
+    elif kind == "error" and message.get("status") in WORKER_STATUSES:
+        result.status = message["status"]
+        result.message = str(message.get("message"))[:2000]
+        if message.get("traceback"):
+            result.traceback = str(message["traceback"])[-TRACEBACK_CHARS:]
+    else:
+        result.status = "protocol_error"
+        result.message = str(message.get("message", f"unexpected message {kind!r}"))
+    result.output = str(message.get("output", ""))[: limits.output_chars]
+
+
+def _tear_down(box: Box, channel: Channel, from_worker: int, result: SandboxResult) -> None:
+    """Kill everything the program ran, read what it left in the pipes, remove its group
+    (a program killed at its memory cap is ``memory_limit``, whatever it said last)."""
+    box.stop()
+    box.reap()
+    channel.drain(2)
+    os.close(from_worker)
+    box.close()
+    if box.group is not None:
+        if result.status in ("crashed", "runtime_error") and box.group.oom_killed():
+            result.status, result.message = "memory_limit", "killed at the memory limit"
+        box.drop_group()
+
+
+def _collect_output(channel: Channel, stdout: int, stderr: int, limits: SandboxLimits,
+                    result: SandboxResult) -> None:
+    stray = channel.output(stdout)
+    if stray:
+        result.output = (result.output + stray)[: limits.output_chars]
+    if channel.sizes[stderr]:
+        result.stderr = channel.output(stderr)[-STDERR_CHARS:]
+
+
+def _death(returncode: int | None, group: Cgroup | None, limits: SandboxLimits,
+           program_time: float) -> tuple[str, str]:
+    """The status of a worker that died without a last word."""
+    if group is not None and group.oom_killed():
+        return "memory_limit", "killed at the memory limit"
+    code = returncode or 0
+    number = -code if code < 0 else code - 128 if code > 128 else 0
+    if number == signal.SIGXCPU or (number == signal.SIGKILL
+                                    and program_time >= limits.cpu_seconds - 0.5):
+        return "timeout", f"CPU time over {limits.cpu_seconds} s"
+    if number == signal.SIGKILL:
+        return "crashed", "killed"
+    if number == signal.SIGSEGV:
+        return "crashed", "segfault"
+    return "crashed", f"the program exited with status {returncode} before answering"
