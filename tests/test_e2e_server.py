@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cgr_plugin.data.items import MCQAItem
-from cgr_plugin.record import CGRRecord
 
 from .conftest import has_module, needs_llama
 
@@ -70,7 +69,7 @@ def _lm(server, **extra):
 
 
 def test_programs_written_by_a_served_generator_run_against_the_local_solver(server):
-    records = [CGRRecord.from_json(r) for r in _lm(server)._run_items(ITEMS)]
+    records = _lm(server)._run_items(ITEMS)
     assert {r.generator for r in records} == {"local-chat-completions:big-coder"}
     assert [(r.assisted.status, r.generator_side.answer) for r in records] == [("ok", "B")] * 3
     assert all(r.assisted.solver_calls == 1 for r in records)
@@ -82,7 +81,7 @@ def test_programs_written_by_a_served_generator_run_against_the_local_solver(ser
 def test_a_failing_server_is_retried_by_lm_eval_alone_then_recorded_per_item(server):
     server["fail"] = True
     lm = _lm(server, retries=1, retry_backoff=0.1, **{"generator.max_retries": 2})
-    records = [CGRRecord.from_json(r) for r in lm._run_items(ITEMS)]
+    records = lm._run_items(ITEMS)
     assert {r.assisted.status for r in records} == {"generator_error"}
     assert all("503" in r.assisted.error for r in records)
     assert {r.direct.status for r in records} <= {"ok", "invalid"}  # the solver is unaffected

@@ -124,7 +124,7 @@ def test_model_extractor_and_sandbox_plugins_drive_a_run(plugin):
     lm = CGRLM(solver="scripted", generator="scripted", extractor="last_capital",
                sandbox="in-test", **{"solver.temperature": "0"})
     assert lm.solver.describe() == {"backend": "scripted", "temperature": "0"}
-    records = [CGRRecord.from_json(r) for r in lm._run_items(ITEMS[:1])]
+    records = lm._run_items(ITEMS[:1])
     assert records[0].direct.answer == "B" and records[0].direct.extraction_rule == "last_capital"
     assert records[0].assisted.status == "no_code"  # the scripted generator writes no program
     item_json = {"id": "q", "question": "?", "letters": ["A", "B"], "choices": ["x", "y"]}

@@ -30,8 +30,8 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
                        extractor: str = "cgr",
                        progress: bool = False) -> list[ChannelResult]:
     requests, owners = [], []
-    for index, (item, k) in enumerate(zip(items, calls, strict=True)):
-        text = prompt(item)
+    texts = [prompt(item) for item in items]
+    for index, (item, text, k) in enumerate(zip(items, texts, calls, strict=True)):
         for draw in range(max(1, k)):
             requests.append(GenerationRequest(  # one call is the direct question: greedy
                 text, max_tokens, temperature=TEMPERATURE if k > 1 else 0.0,
@@ -68,7 +68,7 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
         status = "ok" if answer else ("error" if errors[index] and not raws[index] else "invalid")
         results.append(ChannelResult(
             status=status, answer=answer, raw="\n---\n".join(raws[index]) or None,
-            prompt=prompt(item), extraction_rule=f"majority of {dict(counts)}",
+            prompt=texts[index], extraction_rule=f"majority of {dict(counts)}",
             solver_calls=k, error="; ".join(errors[index]) or None, seconds=per_call * k,
             model_seconds=per_call * k, tokens_in=tokens[index][0], tokens_out=tokens[index][1]))
     return results
