@@ -33,6 +33,9 @@ __all__ = ["PluginError", "Registry", "Scorer", "load_plugins", "manager", "regi
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "cgr"
 DEFAULT_PLUGINS = ("cgr_plugin.default_plugins",)
+# Each kind's name for one entry, as messages say it ("no sandbox named ...").
+ONE = {"scorers": "scorer", "extractors": "extractor", "partitions": "partition",
+       "sandboxes": "sandbox", "models": "model", "normalizers": "normalizer"}
 KINDS = {"register_scorers": "scorers", "register_extractors": "extractors",
          "register_partitions": "partitions", "register_sandboxes": "sandboxes",
          "register_models": "models", "register_normalizers": "normalizers"}
@@ -73,7 +76,7 @@ class Registry:
         found = self.entries[kind].get(name)
         if found is None:
             known = ", ".join(sorted(self.entries[kind])) or "none"
-            raise PluginError(f"no {kind[:-1]} named {name!r} (registered: {known}; see "
+            raise PluginError(f"no {ONE[kind]} named {name!r} (registered: {known}; see "
                               "`cgr plugins`)")
         return found
 
@@ -185,11 +188,11 @@ def unregister(name: str) -> None:
 def _collector(reg: Registry, kind: str, plugin: str) -> Callable[..., None]:
     def add(name: str, obj: Any, **options: Any) -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {plugin!r} registered a {kind[:-1]} without a name")
+            raise PluginError(f"plugin {plugin!r} registered a {ONE[kind]} without a name")
         if not callable(obj):
-            raise PluginError(f"plugin {plugin!r}: {kind[:-1]} {name!r} is not callable")
+            raise PluginError(f"plugin {plugin!r}: {ONE[kind]} {name!r} is not callable")
         if name in reg.entries[kind]:
-            raise PluginError(f"{kind[:-1]} {name!r} is registered twice: by "
+            raise PluginError(f"{ONE[kind]} {name!r} is registered twice: by "
                               f"{reg.origins[(kind, name)]!r} and by {plugin!r}")
         if kind == "scorers":
             channels = tuple(options.pop("channels", None) or SCORED_CHANNELS)
@@ -201,7 +204,7 @@ def _collector(reg: Registry, kind: str, plugin: str) -> Callable[..., None]:
         elif kind == "partitions":
             obj = Partition(name, str(options.pop("description", f"from {plugin}")), obj)
         elif options:
-            raise PluginError(f"plugin {plugin!r}: {kind[:-1]} {name!r}: unexpected options "
+            raise PluginError(f"plugin {plugin!r}: {ONE[kind]} {name!r}: unexpected options "
                               f"{sorted(options)}")
         reg.entries[kind][name] = obj
         reg.origins[(kind, name)] = plugin
