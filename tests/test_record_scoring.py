@@ -2,8 +2,14 @@ import json
 
 import pytest
 
-from cgr_plugin.record import CGRRecord, ChannelResult
-from cgr_plugin.tasks.scoring import ChannelFilter, process_results
+from cgr_plugin.record import (
+    ASSISTED_STATUSES,
+    AUDIT_FLAGS,
+    SCORED_CHANNELS,
+    CGRRecord,
+    ChannelResult,
+)
+from cgr_plugin.tasks.scoring import ChannelFilter, filter_list, metric_list, process_results
 
 
 def record(direct):
@@ -70,3 +76,27 @@ def test_process_results_scores_letters_and_counts_statuses():
     generator = {"channel": "generator", "letter": "C", "status": "ok"}
     assert process_results(doc, [json.dumps(generator)]) == {"acc": 0.0, "invalid": 0.0}
     assert process_results(doc, ["B"])["acc"] == 1.0  # a plain letter from another filter
+
+
+def test_every_metric_process_results_returns_is_declared_once_from_the_record():
+    declared = [m["metric"] for m in metric_list()]
+    assert len(declared) == len(set(declared))
+    doc = {"answer": "A", "letters": ["A", "B"]}
+    seen = set()
+    for status in ASSISTED_STATUSES:
+        for view in SCORED_CHANNELS:
+            outcome = {"channel": view, "letter": "A", "status": status, "solver_calls": 2,
+                       "fallback_used": False, "audits": dict.fromkeys(AUDIT_FLAGS, True)}
+            seen |= set(process_results(doc, [json.dumps(outcome)]))
+    assert seen == set(declared)
+    higher = {m["metric"] for m in metric_list() if m["higher_is_better"]}
+    assert higher == {"acc", "status_ok"}
+
+
+def test_one_filter_pipeline_per_scored_view_and_only_the_fallback_view_falls_back():
+    pipelines = filter_list()
+    assert [p["name"] for p in pipelines] == list(SCORED_CHANNELS)
+    for pipeline in pipelines:
+        first, last = pipeline["filter"]
+        assert first["function"] is ChannelFilter and last == {"function": "take_first"}
+        assert first.get("fallback", False) == (pipeline["name"] == "assisted_fallback")

@@ -16,9 +16,9 @@ from typing import Any
 from lm_eval.api.filter import Filter
 
 from .. import plugins
-from ..record import ASSISTED_STATUSES, AUDIT_FLAGS, CHANNELS, CGRRecord
+from ..record import ASSISTED_STATUSES, AUDIT_FLAGS, CHANNELS, SCORED_CHANNELS, CGRRecord
 
-__all__ = ["AUDIT_FLAGS", "ChannelFilter", "process_results"]
+__all__ = ["AUDIT_FLAGS", "ChannelFilter", "filter_list", "metric_list", "process_results"]
 
 
 class ChannelFilter(Filter):
@@ -81,3 +81,31 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
     if isinstance(scores, dict):
         metrics |= {name: float(value) for name, value in scores.items() if name not in metrics}
     return metrics
+
+
+def filter_list() -> list[dict[str, Any]]:
+    """One filter pipeline per scored view (``record.SCORED_CHANNELS``), for every CGR task.
+
+    ``assisted_fallback`` reads the assisted channel with the fallback letter where the program
+    gave none; ``assisted`` itself never does.
+    """
+    pipelines = []
+    for view in SCORED_CHANNELS:
+        channel = view.removesuffix("_fallback")
+        step: dict[str, Any] = {"function": ChannelFilter, "channel": channel}
+        if view != channel:
+            step["fallback"] = True
+        pipelines.append({"name": view, "filter": [step, {"function": "take_first"}]})
+    return pipelines
+
+
+def metric_list() -> list[dict[str, Any]]:
+    """Every metric ``process_results`` can return, from the record's statuses and audit flags.
+
+    Lower is better for everything but accuracy and the share of programs that ran ``ok``.
+    """
+    names = ["acc", "invalid", "solver_calls", "fallback_used",
+             *(f"status_{s}" for s in ASSISTED_STATUSES if s != "not_run"),
+             *(f"audit_{flag}" for flag in AUDIT_FLAGS)]
+    return [{"metric": name, "aggregation": "mean",
+             "higher_is_better": name in ("acc", "status_ok")} for name in names]

@@ -29,6 +29,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 from .. import plugins
 from ..data.items import MCQAItem
 from ..data.loader import TaskConfigError
+from .scoring import filter_list, metric_list
 from .task_file import BASE_CONFIG, unknown_top_level_keys
 
 __all__ = ["BASE_CONFIG", "CGRTask"]
@@ -45,6 +46,9 @@ class CGRTask(ConfigurableTask):
         base.pop("tag", None)  # tags come from the user's own file, where lm-eval indexes them
         merged = {**base, **own}
         merged["metadata"] = {**(base.get("metadata") or {}), **(own.get("metadata") or {})}
+        # Defined once, from record.py's channels, statuses and audit flags (a task may override).
+        merged.setdefault("filter_list", filter_list())
+        merged.setdefault("metric_list", metric_list())
         self._drawn: tuple[int, list[dict[str, Any]]] | None = None
         super().__init__(config=merged, **kwargs)
         for scorer in plugins.registry().scorers:
