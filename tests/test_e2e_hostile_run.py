@@ -8,6 +8,7 @@ part passes only once the sandbox writes replies without blocking (issue 12, ite
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ from .conftest import needs_llama, run_cli
 from .test_e2e_cli import _samples
 
 pytestmark = [pytest.mark.slow, needs_llama]
+# Until the sandbox writes replies without blocking, the pipe hang holds the run until
+# run_cli's timeout. Strict: once that fix is merged this passes, and the marker must go.
+NEEDS_NONBLOCKING_REPLIES = pytest.mark.xfail(
+    raises=subprocess.TimeoutExpired, strict=True,
+    reason="the pipe hang blocks the parent (issue 12 item 3, sandbox branch)")
 LIMIT = 6
 PROGRAM_TIMEOUT = 3
 SURROGATE = """```python
@@ -59,7 +65,7 @@ def _run(tmp_path: Path, package: Path, out: str, journal: Path):
                      f"program_timeout={PROGRAM_TIMEOUT}", "chunk_size=2"])
     return run_cli("cgr-eval", "--model", "cgr", "--model_args", args, "--tasks", "cgr_arc_easy",
                    "--limit", str(LIMIT), "--output_path", out, "--log_samples",
-                   "--confirm_run_unsafe_code", cwd=tmp_path, timeout=600)
+                   "--confirm_run_unsafe_code", cwd=tmp_path, timeout=300)
 
 
 def _assisted(out: Path) -> dict[str, object]:
@@ -67,6 +73,7 @@ def _assisted(out: Path) -> dict[str, object]:
     return {r.item_id: r.assisted for r in records}
 
 
+@NEEDS_NONBLOCKING_REPLIES
 def test_a_run_with_a_lone_surrogate_and_a_pipe_hang_completes_and_resumes(tmp_path):
     keys = _items()
     programs = dict.fromkeys(keys, HONEST)
