@@ -189,3 +189,28 @@ def test_a_program_in_the_sandbox_cannot_recompute_the_shuffle():
     assert all(a.status == "ok" for a in answers), {a.status: a.error for a in answers}
     hits = sum(a.answer == item.answer for a, item in zip(answers, items, strict=True))
     assert hits <= _chance_bound(items), f"{hits}/60 golds recovered in the sandbox"
+
+
+def test_a_user_dataset_with_shuffle_seed_is_protected_by_construction(tmp_path):
+    """Gold listed first upstream, shuffled with the YAML's own public seed."""
+    from cgr_plugin.tasks.dataset import load_mcqa_dataset
+
+    rows = [{"q": f"Question {i}?", "options": [f"right {i}", f"w{i}a", f"w{i}b", f"w{i}c"],
+             "gold": 0} for i in range(400)]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "mine.yaml").write_text(
+        "task: mine\nclass: !function cgr_plugin.tasks.task.CGRTask\ndataset_kwargs:\n"
+        "  data_files: mine.jsonl\n  fields: {question: q, choices: options, answer: gold,\n"
+        "           answer_format: index, shuffle_seed: 99}\n")
+    docs = load_mcqa_dataset(config_source=str(tmp_path / "mine.yaml"))["test"]
+    items = [MCQAItem.from_doc(doc) for doc in docs]
+
+    def attack(view: dict, item_id: str) -> str:
+        order = list(range(len(view["choices"])))
+        random.Random(f"99:{item_id}").shuffle(order)
+        return view["letters"][order.index(0)]
+
+    assert sum(attack(item_for_program(it), it.id) == it.answer for it in items) == 400
+    hits = sum(attack(view, view["id"]) == it.answer
+               for it in items for view in [item_for_program(it)])
+    assert hits <= _chance_bound(items), f"{hits}/400"
