@@ -32,8 +32,9 @@ def solve(item, solver):
     print("lone \\ud800 high and \\udcff escaped byte")
     raise ValueError("\\ud800" + item.question[:20])
 ```"""
-# Shrink the reply pipe to one page, queue hundreds of calls (budget refusals are replies too),
-# then never read: a parent that writes replies blocking stays stuck forever.
+# Shrink the reply pipe to one page, queue the budget's worth of long asks, then never read:
+# a parent that writes replies blocking stays stuck forever (the program clock is paused while
+# the parent answers, so the program limit alone never ends it).
 PIPE_HANG = """```python
 import fcntl, json, sys, time
 
@@ -41,8 +42,10 @@ def solve(item, solver):
     worker = next(m for m in list(sys.modules.values())
                   if getattr(m, "_in", None) is not None and getattr(m, "_out", None) is not None)
     fcntl.fcntl(worker._in.fileno(), 1031, 4096)  # F_SETPIPE_SZ
-    for i in range(1500):
-        worker._out.write(json.dumps({"type": "call", "kind": "none", "prompt": str(i)}) + "\\n")
+    for i in range(8):
+        worker._out.write(json.dumps({"type": "call", "kind": "ask", "max_tokens": 1024,
+                                      "prompt": "Write a very long story about a dragon, "
+                                                "in many long paragraphs."}) + "\\n")
     worker._out.flush()
     time.sleep(3600)
 ```"""

@@ -63,3 +63,14 @@ def test_cgr_exec_prints_valid_utf8_json_whatever_the_program_printed(tmp_path):
     assisted = CGRRecord.from_json(done.stdout.decode("utf-8")).assisted  # strict UTF-8
     assert assisted.status == "runtime_error"
     assert "\ufffd" in assisted.output and "bad \ufffd" in assisted.error
+
+
+def test_an_unknown_call_kind_is_echoed_short_in_the_reply_and_the_trace():
+    """A program's 1 MB call kind must not come back as a 1 MB reply or sit in the record."""
+    from cgr_plugin.data.items import MCQAItem
+    from cgr_plugin.run.assisted import SolverCalls
+
+    item = MCQAItem(id="q1", dataset="toy", question="2 + 2?", choices=("3", "4"), answer="B")
+    calls = SolverCalls(item, solver=None, budget=2, direct_prompt=str, direct_max_tokens=8)
+    reply = calls({"type": "call", "kind": "x" * 100_000})
+    assert len(reply["error"]) < 120 and len(calls.trace[0]["error"]) < 120

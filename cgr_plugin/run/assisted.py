@@ -119,7 +119,7 @@ class SolverCalls:
                     entry["p_yes"] = judgement.p_yes
                     reply = {"value": judgement.p_yes}  # programs get a float, as before
             else:
-                entry["error"] = f"unknown call {kind!r}"
+                entry["error"] = f"unknown call {str(kind)[:80]!r}"  # the program's text: short
                 reply = {"error": entry["error"]}
         except Exception as err:  # a backend failure answers this call, not the whole run
             entry["error"] = f"{type(err).__name__}: {err}"
