@@ -7,15 +7,28 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "GENERATOR_STATUSES", "HARD_CODED",
            "HARD_CODING_EVIDENCE", "SCHEMA", "SCORED_CHANNELS", "STATUSES", "CGRRecord",
-           "ChannelResult", "hard_coded"]
+           "ChannelResult", "hard_coded", "valid_utf8"]
 
 SCHEMA = "cgr.record/1"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` with every lone surrogate as U+FFFD, so it encodes as UTF-8. Programs control
+    much of a record (output, errors, answers): a stray ``"\\ud800"``, or an undecodable byte kept
+    by ``surrogateescape``, must not stop the journal or lm-eval's sample writer."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
 CHANNELS = ("direct", "assisted", "generator", "budget_matched")
 # The views lm-eval scores (one filter pipeline each): the channels plus assisted with fallback.
 SCORED_CHANNELS = ("direct", "assisted", "assisted_fallback", "generator", "budget_matched")
@@ -118,7 +131,8 @@ class CGRRecord:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        """The record as one line of valid UTF-8 JSON, whatever its program printed."""
+        return valid_utf8(json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
     def from_json(cls, text: str) -> CGRRecord:

@@ -15,14 +15,15 @@ from typing import Any
 
 from .. import plugins
 from .._paths import DATA_DIR
+from .gold_echo import gold_echoes
 from .items import ItemError, MCQAItem
 from .normalize import FieldMapping, Normalizer, closest, did_you_mean, parse_letters
 from .rows import data_file_problem, iter_rows, read_rows
 
 # iter_rows and read_rows live in .rows; they stay importable from here (data/bundle.py, 0.1).
-__all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "Problems", "TaskConfigError",
-           "check_splits", "dataset_spec", "iter_rows", "read_items", "read_rows",
-           "split_items"]
+__all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "GoldEchoError", "Problems",
+           "TaskConfigError", "check_gold_echoes", "check_splits", "dataset_spec", "iter_rows",
+           "read_items", "read_rows", "split_items"]
 
 # Keys a CGR task may put under ``dataset_kwargs``.
 DATASET_KWARGS = {
@@ -44,6 +45,14 @@ SPLIT_KEYS = ("test_split", "validation_split", "training_split", "fewshot_split
 
 class TaskConfigError(ItemError):
     """A task YAML whose dataset settings are wrong; names the YAML, the line and the key."""
+
+
+class GoldEchoError(TaskConfigError):
+    """A field programs see that equals the gold (refused) or mostly does (a warning)."""
+
+
+def _no_line(*keys: str) -> str | None:
+    return None
 
 
 class Problems:
@@ -104,6 +113,7 @@ class DatasetSpec:
     declared: list[str] = field(default_factory=list)  # data_files splits, found or not
     bad_split_keys: set[str] = field(default_factory=set)  # split keys with a non-name value
     hub_line: str | None = None  # where dataset_path is in the YAML
+    line_of: Callable[..., str | None] = _no_line  # line of a key path in the task YAML
     _hub_data: Any = None
 
     def normalizer(self, split: str) -> Normalizer | None:
@@ -160,6 +170,7 @@ def dataset_spec(options: Mapping[str, Any], task: Mapping[str, Any], *, where: 
     spec = check.source()
     if spec is None:
         return None
+    spec.line_of = line_of
     {"bundle": check.bundle, "files": check.data_files, "hub": check.hub}[spec.kind](spec)
     if spec.kind != "hub" and "revision" in options:
         check.bad("revision applies to a dataset_path (hub) dataset only", "revision")
@@ -367,8 +378,42 @@ def split_items(spec: DatasetSpec, split: str, problems: Problems) -> list[MCQAI
         source = f"{spec.hub['path']}[{split}]"
         rows: Iterator[tuple[str, Any]] = (
             (f"row {n}", row) for n, row in enumerate(data[split]))
-        return _collect(rows, source, spec.normalizer(split), problems, spec.letters)
-    return _file_items(spec.files[split], spec.normalizer(split), problems, spec.letters)
+        items = _collect(rows, source, spec.normalizer(split), problems, spec.letters)
+    else:
+        items = _file_items(spec.files[split], spec.normalizer(split), problems, spec.letters)
+    check_gold_echoes(spec, split, items, problems)
+    return items
+
+
+def check_gold_echoes(spec: DatasetSpec, split: str, items: list[MCQAItem],
+                      problems: Problems) -> None:
+    """A field programs see that always equals the gold is refused; one that mostly does is a
+    warning. Both name the mapping key and its line in the task YAML."""
+    for echo in gold_echoes(items):
+        key, path = _mapped_key(spec, echo.field)
+        keys = ("dataset_kwargs", "bundle") if spec.kind == "bundle" else (
+            "dataset_kwargs", "fields", key)
+        where = f" ({path!r})" if path else ""
+        if echo.refused:
+            message = (f"split {split}: {echo.describe(where)}: a copy of the answer that "
+                       "programs would read; leave it out of metadata, context and payload")
+        else:
+            message = (f"split {split}: {echo.describe(where)}: programs see it, so it may "
+                       "hand them the gold; check that it is not derived from the answer")
+        error = GoldEchoError(message, source=spec.where, field=".".join(keys),
+                              line=spec.line_of(*keys) or spec.line_of(*keys[:2]))
+        (problems.add if echo.refused else problems.warn)(error)
+
+
+def _mapped_key(spec: DatasetSpec, seen_field: str) -> tuple[str, str | None]:
+    """The ``fields`` key and row path a seen field (``metadata.subject``) comes from."""
+    key, _, rest = seen_field.partition(".")
+    if spec.mapping is None:
+        return key, None
+    if key == "metadata":
+        path = next((p for p in spec.mapping.metadata if p.split(".")[-1] == rest), None)
+        return key, path
+    return key, getattr(spec.mapping, key, None)
 
 
 def _file_items(path: Path, normalizer: Normalizer | None, problems: Problems,

@@ -157,7 +157,28 @@ class FieldMapping:
         seed = config.get("shuffle_seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             bad(f"shuffle_seed must be an integer, got {seed!r}", "shuffle_seed")
+        for key, path in _answer_copies(config):
+            bad(f"maps the answer field {config.get('answer', 'answer')!r} into {key} "
+                f"({path!r}): programs see {key}, so they would read the gold; map the answer "
+                f"only under fields.answer", key)
         return (cls(**config) if usable else None), problems
+
+
+def _overlaps(path: str, other: str) -> bool:
+    """One dotted path is the other or lies inside it (``a`` holds ``a.b``)."""
+    return path == other or path.startswith(other + ".") or other.startswith(path + ".")
+
+
+def _answer_copies(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, path)`` of each field programs see (context, payload, metadata) that is, holds
+    or lies inside the answer field."""
+    answer = config.get("answer", "answer")
+    if not isinstance(answer, str):
+        return []
+    seen = [("context", config.get("context")), ("payload", config.get("payload")),
+            *(("metadata", path) for path in config.get("metadata") or ())]
+    return [(key, path) for key, path in seen
+            if isinstance(path, str) and _overlaps(path, answer)]
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -33,6 +32,7 @@ from ..sandbox.interface import (
     as_sandbox,
 )
 from .broker import SolverBroker
+from .item_view import item_for_program, item_for_prompt, program_seed
 from .progress import StageBars
 
 __all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_item_program"]
@@ -119,7 +119,7 @@ class SolverCalls:
                     entry["p_yes"] = judgement.p_yes
                     reply = {"value": judgement.p_yes}  # programs get a float, as before
             else:
-                entry["error"] = f"unknown call {kind!r}"
+                entry["error"] = f"unknown call {str(kind)[:80]!r}"  # the program's text: short
                 reply = {"error": entry["error"]}
         except Exception as err:  # a backend failure answers this call, not the whole run
             entry["error"] = f"{type(err).__name__}: {err}"
@@ -129,25 +129,14 @@ class SolverCalls:
         return reply
 
 
-def _item_for_program(item: MCQAItem) -> dict[str, Any]:
-    """What the sandbox gets: the item without its gold answer."""
-    return {"id": item.id, "question": item.question, "letters": list(item.letters),
-            "choices": list(item.choices), "context": item.context, "payload": item.payload,
-            "metadata": dict(item.metadata)}
-
-
-def _seed(settings: AssistedSettings, item: MCQAItem) -> int:
-    return zlib.crc32(f"{settings.seed}:{item.id}".encode())
-
-
 def _run_in_sandbox(code: str, item: MCQAItem, calls: SolverCalls,
                     settings: AssistedSettings) -> SandboxResult:
     """The sandbox's result; one that could not run the program is ``crashed``, saying why
     (``extra["sandbox_error"]``: the kind of failure), as ``Sandbox.__call__`` does."""
     sandbox = as_sandbox(plugins.sandbox(settings.sandbox), settings.sandbox)
     try:
-        return sandbox.run(code, _item_for_program(item), handle_call=calls,
-                           limits=settings.limits, seed=_seed(settings, item))
+        return sandbox.run(code, item_for_program(item), handle_call=calls,
+                           limits=settings.limits, seed=program_seed(settings.seed, item))
     except SandboxError as err:
         return SandboxResult(status="crashed", message=str(err), isolation=None,
                              extra={"sandbox_error": type(err).__name__})
@@ -233,8 +222,8 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                  ) -> list[tuple[ChannelResult, ChannelResult]]:
     """Generate every item's program in one batch (or take it from ``programs``, a replayed
     package keyed by ``dataset/id``), then run the programs in a pool of ``concurrency``."""
-    prompts = [render("generator.j2", template_dirs, item=item, budget=settings.budget)
-               for item in items]
+    prompts = [render("generator.j2", template_dirs, item=item_for_prompt(item),
+                      budget=settings.budget) for item in items]
     started = time.perf_counter()
     with bars.stage("generation") if bars else nullcontext(False) as tick:
         if programs is not None:

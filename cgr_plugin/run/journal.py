@@ -19,6 +19,7 @@ from typing import Any
 
 from .._version import __version__
 from ..prompts import environment
+from ..record import valid_utf8
 
 __all__ = ["Journal", "identity_hash"]
 
@@ -56,15 +57,16 @@ class Journal:
         return row[0] if row else None
 
     def put(self, key: str, record: str) -> None:
-        """Save one record; a full disk costs resumability, never the run (logged once)."""
+        """Save one record (lone surrogates as U+FFFD); a record that cannot be stored (a full
+        disk, anything SQLite refuses) costs resumability, never the run (logged once)."""
         try:
             self._db.execute("INSERT OR REPLACE INTO records (key, record) VALUES (?, ?)",
-                             (key, record))
-        except sqlite3.Error as err:
+                             (key, valid_utf8(record)))
+        except (sqlite3.Error, UnicodeError, ValueError, OverflowError, MemoryError) as err:
             if not self.write_failures:
-                log.error("cgr: cannot write the journal %s (%s): the run goes on, but items "
-                          "finished from now on will be recomputed after an interruption",
-                          self.path, err)
+                log.error("cgr: cannot write the journal %s (%s: %s): the run goes on, but "
+                          "items finished from now on may be recomputed after an interruption",
+                          self.path, type(err).__name__, err)
             self.write_failures += 1
 
     def __len__(self) -> int:

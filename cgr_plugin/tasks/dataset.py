@@ -6,6 +6,7 @@ lm-eval calls it as ``fn(**metadata, **dataset_kwargs)``; ``metadata`` carries `
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ..data.items import MCQAItem
 from ..data.loader import (
     DATASET_KWARGS,
+    GoldEchoError,
     Problems,
     TaskConfigError,
     check_splits,
@@ -22,6 +24,8 @@ from ..data.loader import (
 from .task_file import read_task_file
 
 __all__ = ["load_mcqa_dataset"]
+
+log = logging.getLogger(__name__)
 
 
 def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
@@ -56,8 +60,12 @@ def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
     subsets = _requested_subsets(kwargs, options, where)
     out = {}
     for split in splits:
+        warned = len(problems.warnings)
         items = split_items(spec, split, problems)
         problems.raise_first(config_source)
+        for warning in problems.warnings[warned:]:
+            if isinstance(warning, GoldEchoError):  # `cgr validate-dataset` shows the others
+                log.warning("cgr: %s", warning)
         if subsets is not None:
             items = _select(items, options["subset_field"], subsets, where)
         out[split] = datasets.Dataset.from_list([item.to_doc() for item in items])
