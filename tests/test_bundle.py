@@ -195,3 +195,16 @@ def test_new_source_row_hooks():
         timeseriesexam_row({"question": "?"})
     with pytest.raises(ItemError, match="list of numbers"):
         timeseriesexam_row({"ts": [1.0, "2"]})
+
+
+def test_tags_select_the_paper_and_compute_sets():
+    from lm_eval.tasks import TaskManager
+
+    from cgr_plugin._paths import TASKS_DIR
+
+    index = TaskManager(include_path=str(TASKS_DIR), include_defaults=False).task_index
+    assert index["cgr_paper"].tags == {"cgr_mmlu_pro", "cgr_failuresensoriq",
+                                       "cgr_timeseriesexam", "cgr_openbookqa"}
+    assert index["cgr_compute"].tags == {"cgr_aqua_rat", *(f"cgr_{n}" for n in NEW
+                                                           if n.startswith("basic_skills"))}
+    assert index["cgr"].tags == {f"cgr_{name}" for name in EXPECTED}
