@@ -4,7 +4,8 @@ Templates may use three filters for an item's structured payload (``item.payload
 ``payload_text`` (the compact form prompts show: named values, numbers rounded to
 ``PAYLOAD_DIGITS`` significant digits), ``payload_shape`` (its keys and lengths, for the generator
 prompt) and ``payload_rounded`` (whether the shown text rounded any number). Programs always get
-the exact values.
+the exact values. :func:`render_prompt` also says what a prompt shortened on purpose, so the
+record can say it too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +24,8 @@ import jinja2
 from ._paths import TEMPLATES_DIR, user_template_dirs
 from .errors import CGRError
 
-__all__ = ["PAYLOAD_DIGITS", "PayloadText", "TemplateError", "environment", "payload_shape",
-           "render", "render_payload"]
+__all__ = ["PAYLOAD_DIGITS", "PayloadText", "Prompt", "TemplateError", "environment",
+           "payload_shape", "render", "render_payload", "render_prompt"]
 
 # Significant digits of the numbers a prompt shows from a payload (programs see exact values).
 PAYLOAD_DIGITS = 3
@@ -39,6 +41,19 @@ class PayloadText:
 
     text: str
     rounded: int
+    numbers: int = 0  # how many numbers the payload holds
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt, and what it shortened on purpose (None: nothing)."""
+
+    text: str
+    shortened: str | None = None
+
+
+# Set while render_prompt() runs: the payload_text filter notes here what it rounded.
+_SHORTENED: ContextVar[list[str] | None] = ContextVar("cgr_prompt_shortened", default=None)
 
 
 def _number(value: float, digits: int) -> tuple[str, bool]:
@@ -60,6 +75,7 @@ def _rounded_json(value: object, digits: int, counter: list[int]) -> object:
     if _is_number(value):
         text, rounded = _number(value, digits)  # type: ignore[arg-type]
         counter[0] += rounded
+        counter[1] += 1
         return json.loads(text) if math.isfinite(value) else text  # type: ignore[arg-type]
     if isinstance(value, Mapping):
         return {str(k): _rounded_json(v, digits, counter) for k, v in value.items()}
@@ -79,10 +95,12 @@ def _payload_lines(name: str | None, value: object, indent: str, digits: int,
     if isinstance(value, list | tuple) and value and all(_is_number(v) for v in value):
         shown = [_number(v, digits) for v in value]
         counter[0] += sum(rounded for _, rounded in shown)
+        counter[1] += len(shown)
         return [f"{label} ({len(value)} values): " + ", ".join(text for text, _ in shown)]
     if _is_number(value):
         text, rounded = _number(value, digits)  # type: ignore[arg-type]
         counter[0] += rounded
+        counter[1] += 1
         return [f"{label}: {text}"]
     if isinstance(value, str):
         return [f"{label}: {value}"]
@@ -97,11 +115,20 @@ def render_payload(payload: object, digits: int = PAYLOAD_DIGITS) -> PayloadText
     Nothing is left out; a payload too long for a model's context is the caller's to report."""
     if payload is None:
         return PayloadText("", 0)
-    counter = [0]
+    counter = [0, 0]  # numbers rounded, numbers in all
     lines = _payload_lines(None, payload, "", digits, counter)
     head = (f"Data (numbers rounded to {digits} significant digits):" if counter[0]
             else "Data:")
-    return PayloadText("\n".join([head, *lines]), counter[0])
+    return PayloadText("\n".join([head, *lines]), counter[0], counter[1])
+
+
+def _payload_text_filter(payload: object, digits: int = PAYLOAD_DIGITS) -> str:
+    shown = render_payload(payload, digits)
+    notes = _SHORTENED.get()
+    if notes is not None and shown.rounded:
+        notes.append(f"payload: {shown.rounded} of {shown.numbers} numbers rounded to {digits} "
+                     "significant digits")
+    return shown.text
 
 
 def payload_shape(payload: object) -> str:
@@ -125,8 +152,7 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
         keep_trailing_newline=False,
         autoescape=False,
     )
-    env.filters["payload_text"] = lambda payload, digits=PAYLOAD_DIGITS: render_payload(
-        payload, digits).text
+    env.filters["payload_text"] = _payload_text_filter
     env.filters["payload_rounded"] = lambda payload, digits=PAYLOAD_DIGITS: bool(
         render_payload(payload, digits).rounded)
     env.filters["payload_shape"] = payload_shape
@@ -153,3 +179,15 @@ def render(name: str, extra_dirs: Sequence[str | Path] = (), **variables: Any) -
         return template.render(**variables).strip()
     except jinja2.UndefinedError as err:
         raise TemplateError(f"template {template.filename}: {err.message}") from None
+
+
+def render_prompt(name: str, extra_dirs: Sequence[str | Path] = (), **variables: Any) -> Prompt:
+    """:func:`render`, noting what the prompt shortened on purpose (a payload's numbers shown
+    rounded), for the record."""
+    token = _SHORTENED.set([])
+    try:
+        text = render(name, extra_dirs, **variables)
+        notes = _SHORTENED.get() or []
+    finally:
+        _SHORTENED.reset(token)
+    return Prompt(text, "; ".join(dict.fromkeys(notes)) or None)
