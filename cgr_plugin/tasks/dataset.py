@@ -56,7 +56,7 @@ def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
     subsets = _requested_subsets(kwargs, options, where)
     out = {}
     for split in splits:
-        items = split_items(spec, split, problems)
+        items = split_items(spec, split, problems, line_of)
         problems.raise_first(config_source)
         if subsets is not None:
             items = _select(items, options["subset_field"], subsets, where)
