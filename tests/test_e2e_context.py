@@ -35,11 +35,12 @@ def test_llama_cpp_refuses_what_does_not_fit_and_answers_what_does():
 
 @pytest.mark.skipif(not has_module("transformers"), reason="needs the hf extra")
 def test_an_hf_model_is_not_cut_to_its_max_length(tmp_path):
+    from cgr_plugin.models.backends import LmEvalBackend
     from cgr_plugin.testing import tiny_llama
 
     path = tiny_llama(tmp_path / "tiny")
-    backend, _ = make_backend("hf", {"pretrained": str(path), "max_length": 64,
-                                     "dtype": "float32", "device": "cpu"})
+    backend = LmEvalBackend("hf", {"pretrained": str(path), "max_length": 64,
+                                   "dtype": "float32", "device": "cpu"})
     long_answer, short_answer = backend.generate([GenerationRequest(LONG, 4),
                                                   GenerationRequest("Hi", 4)])
     assert long_answer.too_long and "exceed its context of 64 tokens" in long_answer.error
