@@ -33,15 +33,17 @@ CHANNELS = ("direct", "assisted", "generator", "budget_matched")
 # The views lm-eval scores (one filter pipeline each): the channels plus assisted with fallback.
 SCORED_CHANNELS = ("direct", "assisted", "assisted_fallback", "generator", "budget_matched")
 # Every channel: ok (a letter), invalid (an answer in which no letter could be read; never
-# guessed), error (the model failed), not_run (not part of this run).
-COMMON_STATUSES = ("ok", "invalid", "error", "not_run")
-# Assisted channel: what became of the generated program.
+# guessed), error (the model failed), prompt_too_long (the channel's prompt did not fit the
+# model's context; not sent, and the error names both lengths), not_run (not part of this run).
+COMMON_STATUSES = ("ok", "invalid", "error", "prompt_too_long", "not_run")
+# Assisted channel: what became of the generated program (generator_error: no program came,
+# the generator's prompt too long included; the generator channel then says prompt_too_long).
 ASSISTED_STATUSES = ("ok", "generator_error", "no_code", "syntax_error", "missing_entry",
                      "runtime_error", "timeout", "memory_limit", "budget_exceeded", "crashed",
                      "protocol_error", "invalid_answer", "uninformative", "not_run")
 # Generator channel: what became of the generator's GENERATOR_ANSWER constant.
 GENERATOR_STATUSES = ("ok", "missing", "placeholder", "invalid", "no_code", "syntax_error",
-                      "error", "not_run")
+                      "error", "prompt_too_long", "not_run")
 STATUSES = tuple(dict.fromkeys(COMMON_STATUSES + ASSISTED_STATUSES + GENERATOR_STATUSES))
 
 # Audits of the assisted channel's program. HARD_CODED is the verdict "the answer may not come
@@ -72,6 +74,9 @@ class ChannelResult:
     answer: str | None = None
     raw: str | None = None
     prompt: str | None = None
+    # what the prompt shortened on purpose, e.g. "payload: 128 of 128 numbers rounded to 3
+    # significant digits" (programs still get the exact item)
+    prompt_shortened: str | None = None
     extraction_rule: str | None = None
     solver_calls: int = 0
     error: str | None = None

@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
+from cgr_plugin._paths import DATA_DIR
 from cgr_plugin.data.items import MCQAItem
+from cgr_plugin.data.loader import read_items
 from cgr_plugin.models.backends import Generation
 from cgr_plugin.record import CGRRecord, ChannelResult
 from cgr_plugin.run.assisted import AssistedSettings, run_assisted, run_item_program
@@ -227,3 +229,18 @@ def test_programs_run_concurrently_give_the_same_records_as_one_at_a_time():
                                            "ok"]
     assert [(_comparable(a), _comparable(g)) for a, g in one] == [
         (_comparable(a), _comparable(g)) for a, g in four]
+
+
+def test_a_program_computes_on_the_exact_payload():
+    item = next(it for it in read_items(DATA_DIR / "timeseriesexam/test.jsonl")
+                if "ts1" in it.payload["series"])
+    series = item.payload["series"]
+    expected = (repr(sum(series["ts1"])), repr(series["ts2"][-1]), len(series["ts2"]))
+    program = ("def solve(item, solver):\n"
+               "    s = item.payload['series']\n"
+               "    seen = (repr(sum(s['ts1'])), repr(s['ts2'][-1]), len(s['ts2']))\n"
+               f"    return item.letters[0] if seen == {expected!r} else None\n")
+    assisted, _ = run_item_program(f"```python\n{program}\n```", item, solver=ScriptedSolver(),
+                                   settings=SETTINGS, direct_prompt=lambda it: it.question,
+                                   direct_max_tokens=8)
+    assert (assisted.status, assisted.answer) == ("ok", item.letters[0])

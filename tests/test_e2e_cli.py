@@ -14,8 +14,13 @@ from .conftest import needs_llama, run_cli
 
 pytestmark = [pytest.mark.slow, needs_llama]
 
-ALL_TASKS = ["cgr_aqua_rat", "cgr_arc_challenge", "cgr_arc_easy", "cgr_commonsense_qa",
-             "cgr_medmcqa", "cgr_mmlu", "cgr_openbookqa", "cgr_sciq", "cgr_truthfulqa_mc1"]
+ALL_TASKS = ["cgr_aqua_rat", "cgr_arc_challenge", "cgr_arc_easy",
+             "cgr_basic_skills_arithmetic", "cgr_basic_skills_common_knowledge",
+             "cgr_basic_skills_logical_reasoning", "cgr_basic_skills_pattern",
+             "cgr_basic_skills_string_operations", "cgr_commonsense_qa",
+             "cgr_failuresensoriq", "cgr_failuresensoriq_perturbed", "cgr_medmcqa", "cgr_mmlu",
+             "cgr_mmlu_pro", "cgr_openbookqa", "cgr_sciq", "cgr_timeseriesexam",
+             "cgr_truthfulqa_mc1"]
 
 
 def _results(out: Path) -> dict:

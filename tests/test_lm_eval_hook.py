@@ -15,8 +15,8 @@ from cgr_plugin.tasks import lm_eval_hook
 
 from .conftest import REPO
 
-CGR_TASKS = {"cgr_aqua_rat", "cgr_arc_challenge", "cgr_arc_easy", "cgr_commonsense_qa",
-             "cgr_medmcqa", "cgr_mmlu", "cgr_openbookqa", "cgr_sciq", "cgr_truthfulqa_mc1"}
+# Every packaged task (each task_configs/cgr_<dataset>.yaml is named after its task).
+CGR_TASKS = {path.stem for path in TASKS_DIR.glob("cgr_*.yaml")}
 # What a 0.1 `cgr enable-lm-eval` wrote (it imports cgr_plugin and its hook module).
 PTH_01 = ("import importlib.util as _u; _u.find_spec('cgr_plugin') and "
           "__import__('cgr_plugin._lm_eval_hook').__dict__['_lm_eval_hook'].install_lazy()\n")

@@ -1,7 +1,7 @@
 import pytest
 
 from cgr_plugin.data.items import MCQAItem
-from cgr_plugin.prompts import TemplateError, render
+from cgr_plugin.prompts import TemplateError, payload_shape, render, render_payload
 
 ITEM = MCQAItem(id="q", dataset="toy", question="Which is a mammal?",
                 choices=("trout", "whale", "crow", "newt", "frog"), answer="B",
@@ -59,3 +59,43 @@ def test_number_labels_are_asked_for_as_numbers():
     assert "1. x\n2. y" in render("direct.j2", item=item, style="letter")
     assert "the number of the correct option (1, 2) only" in render("direct.j2", item=item,
                                                                     style="letter")
+
+
+SERIES_ITEM = MCQAItem(id="t", dataset="toy", question="Where is the spike?",
+                       choices=("Beginning", "End"), answer="B",
+                       payload={"series": {"ts1": [1.23456, -0.000123456, 12345.6, 2],
+                                           "ts2": [0.5, 7.0]}})
+
+
+def test_payload_is_shown_named_and_rounded_before_the_question():
+    text = render("direct.j2", item=SERIES_ITEM, style="letter")
+    assert text.startswith(
+        "Data (numbers rounded to 3 significant digits):\n"
+        "series:\n"
+        "  ts1 (4 values): 1.23, -0.000123, 12300, 2\n"
+        "  ts2 (2 values): 0.5, 7\n\n"
+        "Question: Where is the spike?\nA. Beginning\nB. End")
+
+
+def test_exact_payloads_are_not_said_to_be_rounded():
+    shown = render_payload({"n": 3, "label": "x", "series": [0.5, 2.25]})
+    assert shown.text == "Data:\nn: 3\nlabel: x\nseries (2 values): 0.5, 2.25"
+    assert shown.rounded == 0
+    nested = render_payload({"table": [[1.23456, "a"]]}, digits=2)
+    assert nested.text == 'Data (numbers rounded to 2 significant digits):\ntable: [[1.2, "a"]]'
+    assert nested.rounded == 1
+    assert render_payload([1, 2.5]).text == "Data:\nvalues (2 values): 1, 2.5"
+
+
+def test_generator_prompt_states_the_payload_shape():
+    text = render("generator.j2", item=SERIES_ITEM, budget=8)
+    assert ("here item.payload is {\"series\": {\"ts1\": [4 numbers], \"ts2\": [2 numbers]}} "
+            "with the exact values (the data above shows them rounded)") in text
+    assert "ts1 (4 values): 1.23" in text
+    assert payload_shape({"a": "x", "b": [{"c": 1}], "d": None}) == \
+        '{"a": a string, "b": [1 item], "d": None}'
+
+
+def test_items_without_payload_show_no_data_block():
+    assert "Data" not in render("direct.j2", item=ITEM, style="letter")
+    assert "here item.payload" not in render("generator.j2", item=ITEM, budget=8)

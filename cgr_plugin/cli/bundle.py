@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise CGRError(err.args[0] if isinstance(err, KeyError) else str(err)) from err
     for name, entry in sorted(manifest.items()):
         if not args.datasets or name in args.datasets:
-            print(f"{name:16} {entry['items']:6} items  sha256 {entry['sha256'][:16]}  "
-                  f"{entry['license']}")
+            dropped = (entry.get("dropped") or {}).get("count", 0)
+            left_out = f" ({dropped} left out: not valid MCQA)" if dropped else ""
+            print(f"{name:30} {entry['items']:6} items  sha256 {entry['sha256'][:16]}  "
+                  f"{entry['license']}{left_out}")
     print("bundle matches the shipped files" if args.check else f"wrote {args.out}")
     return 0

@@ -151,7 +151,8 @@ def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
     cli, parsed = parse_lm_eval_args(argv)
     options = read_options(parsed)
     register()
-    for path, reason in broken_task_yamls([*options.include_paths, TASKS_DIR]):
+    broken = broken_task_yamls([*options.include_paths, TASKS_DIR])
+    for path, reason in broken:
         print(f"cgr-eval: ERROR: task config {path} cannot be loaded and is skipped: {reason}",
               file=sys.stderr)
     if only_cgr_tasks(options.task_patterns) and not os.environ.get("CGR_INDEX_BUILTIN_TASKS"):
@@ -165,3 +166,18 @@ def cgr_eval_main(argv: Sequence[str] | None = None) -> None:
     except CGRError as err:
         print(f"cgr-eval: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except ValueError as err:
+        if not str(err).startswith("Tasks not found"):
+            raise
+        print(f"cgr-eval: error: {_tasks_not_found(str(err), broken)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _tasks_not_found(message: str, broken: Sequence[tuple[Path, str]]) -> str:
+    """lm-eval's "Tasks not found", with the likely reason: a task YAML that did not load."""
+    if not broken:
+        return f"{message} (`cgr-eval ls tasks` lists the tasks; --include_path adds a folder)"
+    files = ", ".join(str(path) for path, _ in broken)
+    likely = next((path for path, _ in broken if path.stem in message), broken[0][0])
+    return (f"{message}; these task configs did not load (see above): {files}. "
+            f"`cgr validate-dataset {likely}` gives the line and every problem")

@@ -30,9 +30,13 @@ class ItemError(CGRError):
     """
 
     def __init__(self, message: str, *, source: str | None = None, item: str | None = None,
-                 field: str | None = None, line: str | None = None) -> None:
+                 field: str | None = None, line: str | None = None,
+                 kind: str | None = None) -> None:
         self.source, self.item, self.field, self.reason = source, item, field, message
         self.line = line
+        # what problems of one sort share when their messages differ ("duplicate id" for
+        # "duplicate id (first at line 3)"), so a report can group them; None: the message
+        self.kind = kind
         where = []
         if source and line:
             where.append(f"{source}:{line}")
@@ -49,7 +53,7 @@ class ItemError(CGRError):
         """This error with more location filled in (inner code knows the field, outer the file)."""
         return type(self)(self.reason, source=self.source or source,
                           item=self.item if self.item is not None else item, field=self.field,
-                          line=self.line or line)
+                          line=self.line or line, kind=self.kind)
 
 
 def default_letters(n: int) -> tuple[str, ...]:

@@ -18,7 +18,8 @@ from .._paths import DATA_DIR
 from .gold_echo import gold_echoes
 from .items import ItemError, MCQAItem
 from .normalize import FieldMapping, Normalizer, closest, did_you_mean, parse_letters
-from .rows import data_file_problem, iter_rows, read_rows
+from .row_problems import RowShape, report_rows
+from .rows import arrow_folder_problem, data_file_problem, iter_rows, read_rows
 
 # iter_rows and read_rows live in .rows; they stay importable from here (data/bundle.py, 0.1).
 __all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "GoldEchoError", "Problems",
@@ -29,7 +30,8 @@ __all__ = ["DATASET_KWARGS", "SPLIT_KEYS", "DatasetSpec", "GoldEchoError", "Prob
 DATASET_KWARGS = {
     "bundle": "name of a prepared dataset shipped with cgr-plugin (task_configs/_data/<name>)",
     "data_files": "a file, or {split: file}, relative to the task YAML; .jsonl, .json, .csv, "
-                  ".tsv (each optionally .gz) or .parquet",
+                  ".tsv (each optionally .gz), .parquet, .arrow, or a Hugging Face save_to_disk "
+                  "folder of one split",
     "fields": "field mapping from source rows to items (docs/datasets.md)",
     "preprocess": "!function module.fn applied to each row before the field mapping",
     "normalizer": "name of a plugin row normalizer (`cgr plugins`), used like preprocess",
@@ -258,12 +260,11 @@ class _SpecCheck:
                 self.bad(f"must be a file path, got {value!r}", "data_files", str(split))
                 continue
             path = _resolve(value, self.base)
-            unsupported = data_file_problem(path)
+            unsupported = (arrow_folder_problem(path) if path.is_dir()
+                           else data_file_problem(path))
             if unsupported:
                 self.bad(unsupported, "data_files", str(split))
-            elif path.is_dir():
-                self.bad(f"{path} is a folder; name a data file", "data_files", str(split))
-            elif not path.is_file():
+            elif not path.exists():
                 self.bad(f"no such file {path}" + (f" (relative to {self.base})" if self.base
                                                    else ""), "data_files", str(split))
             else:
@@ -298,8 +299,11 @@ class _SpecCheck:
         spec.readable = spec.readable and mapping is not None
         hook = preprocess if preprocess is not None else self.options.get("preprocess")
         if hook is not None and not callable(hook):
-            self.bad(f"must be a !function reference (preprocess: !function mymodule.fix_row), "
-                     f"got {hook!r}", "preprocess")
+            # a !function that failed to import is reported already, at its line
+            if not any(e.field == "dataset_kwargs.preprocess" for e in self.problems.errors):
+                self.bad("must be a !function reference (preprocess: !function "
+                         f"mymodule.fix_row), got {hook!r}", "preprocess")
+            spec.readable = False  # rows read without their hook would all fail, or pass unfixed
         spec.preprocess = hook if callable(hook) else None
         normalizer = self.options.get("normalizer")
         if normalizer is None:
@@ -366,11 +370,18 @@ def _resolve(path: str, base: Path | None) -> Path:
 
 
 # -- items of one split ------------------------------------------------------------------------
-def split_items(spec: DatasetSpec, split: str, problems: Problems) -> list[MCQAItem]:
+def split_items(spec: DatasetSpec, split: str, problems: Problems,
+                line_of: Callable[..., str | None] = lambda *keys: None) -> list[MCQAItem]:
     """Every item of one split; every bad row, duplicate id and empty split goes to
-    ``problems`` (items of bad rows are left out of the list, so check ``problems``)."""
+    ``problems`` (items of bad rows are left out of the list, so check ``problems``).
+
+    A problem every row shares (a mapped column no row has) comes first, once, at its line of
+    the task YAML (``line_of``), instead of once per row.
+    """
     if not spec.readable or (spec.kind != "hub" and split not in spec.files):
         return []  # the reason is among the problems already
+    normalizer = spec.normalizer(split)
+    found, shape = Problems(), RowShape()
     if spec.kind == "hub":
         data = spec.hub_data(problems)
         if data is None:
@@ -378,9 +389,16 @@ def split_items(spec: DatasetSpec, split: str, problems: Problems) -> list[MCQAI
         source = f"{spec.hub['path']}[{split}]"
         rows: Iterator[tuple[str, Any]] = (
             (f"row {n}", row) for n, row in enumerate(data[split]))
-        items = _collect(rows, source, spec.normalizer(split), problems, spec.letters)
+        items = _collect(rows, source, normalizer, found, spec.letters, shape)
     else:
-        items = _file_items(spec.files[split], spec.normalizer(split), problems, spec.letters)
+        source = str(spec.files[split])
+        items = _file_items(spec.files[split], normalizer, found, spec.letters, shape)
+    for err in report_rows(found.errors, mapping=spec.mapping, shape=shape, source=source,
+                           where=spec.where, line_of=line_of, hooked=spec.preprocess is not None,
+                           root_error=TaskConfigError):
+        problems.add(err)
+    for warning in found.warnings:
+        problems.warn(warning)
     check_gold_echoes(spec, split, items, problems)
     return items
 
@@ -417,16 +435,18 @@ def _mapped_key(spec: DatasetSpec, seen_field: str) -> tuple[str, str | None]:
 
 
 def _file_items(path: Path, normalizer: Normalizer | None, problems: Problems,
-                letters: tuple[str, ...] | None = None) -> list[MCQAItem]:
+                letters: tuple[str, ...] | None = None,
+                shape: RowShape | None = None) -> list[MCQAItem]:
     try:
-        return _collect(iter_rows(path), str(path), normalizer, problems, letters)
+        return _collect(iter_rows(path), str(path), normalizer, problems, letters, shape)
     except ItemError as err:  # the file as a whole cannot be read
         problems.add(err.located(source=str(path)))
         return []
 
 
 def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalizer | None,
-             problems: Problems, letters: tuple[str, ...] | None) -> list[MCQAItem]:
+             problems: Problems, letters: tuple[str, ...] | None,
+             shape: RowShape | None = None) -> list[MCQAItem]:
     items: list[MCQAItem] = []
     first_seen: dict[str, str] = {}
     id_field = (normalizer.mapping.id if normalizer is not None else None) or "id"
@@ -438,6 +458,8 @@ def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalize
             continue
         if normalizer is not None:
             item, errors = normalizer.check(row, index)
+            if shape is not None:
+                shape.add(row, normalizer.raw_gold(row))
         else:
             item, errors = _prepared_item(row, letters)
         index += 1
@@ -447,7 +469,8 @@ def _collect(rows: Iterator[tuple[str, Any]], source: str, normalizer: Normalize
             continue
         if item.id in first_seen:
             problems.add(ItemError(f"duplicate id (first at {first_seen[item.id]})",
-                                   source=source, line=where, item=item.id, field=id_field))
+                                   source=source, line=where, item=item.id, field=id_field,
+                                   kind="duplicate id"))
             continue
         first_seen[item.id] = where
         if len(set(item.choices)) < len(item.choices):

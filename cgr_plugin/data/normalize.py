@@ -225,16 +225,17 @@ class Normalizer:
                       ) -> tuple[Mapping[str, Any], ItemError | None]:
         """The row after the preprocess hook, or the hook's failure as the row's problem."""
         assert self.preprocess is not None
+        name = self._raw_name(row, index)  # named like the row's other problems: by its id
         try:
             done = self.preprocess(row)
         except ItemError as err:
-            return row, err.located(item=str(index))
+            return row, err.located(item=name)
         except Exception as err:  # a user hook failing is a data error, with its row named
             return row, ItemError(f"preprocess function failed: {type(err).__name__}: {err}",
-                                  item=str(index))
+                                  item=name)
         if not isinstance(done, Mapping):
             return row, ItemError(f"preprocess must return a mapping, got {type(done).__name__}",
-                                  item=str(index))
+                                  item=name)
         return done, None
 
     def _read_fields(self, row: Mapping[str, Any], item_id: str | None,
@@ -319,7 +320,27 @@ class Normalizer:
         except ItemError as err:
             return None, [err.located(item=item_id)]
 
+    def raw_gold(self, row: Mapping[str, Any]) -> tuple[Any, int] | None:
+        """(the row's gold as written, its number of options), or None where either cannot be
+        read; for hints that need every row (a 0- vs 1-based gold). Rows before any hook."""
+        gold = _lookup(row, self.mapping.answer)
+        spec = self.mapping.choices
+        if isinstance(spec, tuple):
+            count = sum(1 for path in spec if _lookup(row, path) not in (_MISSING, None))
+        else:
+            values = _lookup(row, spec)
+            ok = isinstance(values, Sequence) and not isinstance(values, str)
+            count = len(values) if ok else 0
+        return None if gold is _MISSING or not count else (gold, count)
+
     # -- pieces ----------------------------------------------------------------------------
+    def _raw_name(self, row: Mapping[str, Any], index: int) -> str:
+        """The id the raw row would give its item (before the hook), else its position."""
+        try:
+            return self._item_id(row, index) if isinstance(row, Mapping) else str(index)
+        except ItemError:
+            return str(index)
+
     def _item_id(self, row: Mapping[str, Any], index: int) -> str:
         if self.mapping.id is not None:
             value = _lookup(row, self.mapping.id)

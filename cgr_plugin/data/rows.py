@@ -1,4 +1,5 @@
-"""Rows of a data file: .jsonl, .json, .csv, .tsv (each optionally .gz) and .parquet.
+"""Rows of a data file: .jsonl, .json, .csv, .tsv (each optionally .gz), .parquet and .arrow,
+or a Hugging Face ``save_to_disk`` folder of one split (its ``data-*.arrow`` shards in order).
 
 Each row comes with its place in the file (``line 3``, ``element 0``, ``row 7``); a row that
 cannot be read is an :class:`~cgr_plugin.data.items.ItemError` in its place, so a caller can
@@ -17,9 +18,10 @@ from typing import Any
 
 from .items import ItemError
 
-__all__ = ["DATA_SUFFIXES", "data_file_problem", "iter_rows", "read_rows"]
+__all__ = ["DATA_SUFFIXES", "arrow_folder_problem", "data_file_problem", "iter_rows",
+           "read_rows"]
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow")
 
 
 def _kind(path: Path) -> tuple[str, bool]:
@@ -34,22 +36,48 @@ def _kind(path: Path) -> tuple[str, bool]:
 def data_file_problem(path: Path) -> str | None:
     """Why this file name cannot be read, or None."""
     kind, gz = _kind(path)
-    if kind not in DATA_SUFFIXES or (gz and kind == ".parquet"):
+    if kind not in DATA_SUFFIXES or (gz and kind in (".parquet", ".arrow")):
         return (f"unsupported data file type {''.join(path.suffixes) or '(none)'}; use .jsonl, "
-                ".json, .csv, .tsv (optionally .gz) or .parquet")
+                ".json, .csv, .tsv (optionally .gz), .parquet, .arrow or a Hugging Face "
+                "save_to_disk folder")
     return None
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("data-*.arrow")) or sorted(folder.glob("*.arrow"))
+
+
+def arrow_folder_problem(folder: Path) -> str | None:
+    """Why a folder is not one split saved by ``datasets`` (``save_to_disk``), or None."""
+    if _shards(folder):
+        return None
+    splits = sorted(p.name for p in folder.iterdir() if p.is_dir() and _shards(p))
+    if splits:
+        return (f"{folder} holds the splits {', '.join(splits)} (a DatasetDict); name one folder "
+                "per split, e.g. data_files: {test: " + f"{folder.name}/{splits[0]}" + "}")
+    return (f"{folder} is a folder without .arrow files; name a data file, or a folder that "
+            "datasets' save_to_disk wrote for one split")
 
 
 def iter_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | ItemError]]:
     """Yield ``(place, row)`` for every row of a data file, or ``(place, ItemError)`` for a row
     that cannot be read, and go on; a file that cannot be read at all raises an ItemError."""
     source = str(path)
+    if path.is_dir():
+        problem = arrow_folder_problem(path)
+        if problem:
+            raise ItemError(problem, source=source)
+        yield from _arrow_rows(_shards(path), source)
+        return
     unsupported = data_file_problem(path)
     if unsupported:
         raise ItemError(unsupported, source=source)
     kind, gz = _kind(path)
     if kind == ".parquet":
         yield from _parquet_rows(path)
+        return
+    if kind == ".arrow":
+        yield from _arrow_rows([path], source)
         return
     try:
         with (gzip.open if gz else open)(path, "rt", encoding="utf-8", newline="") as fh:
@@ -136,6 +164,30 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | ItemErr
         raise ItemError(f"cannot read Parquet file: {err}", source=str(path)) from None
     for n, row in enumerate(rows):
         yield f"row {n}", row
+
+
+def _arrow_rows(shards: list[Path], source: str
+                ) -> Iterator[tuple[str, Mapping[str, Any] | ItemError]]:
+    """Rows of Arrow files: ``datasets`` writes the stream format, others the file format."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise ItemError("reading .arrow files needs pyarrow (pip install pyarrow; it comes "
+                        "with the datasets package)", source=source) from None
+    n = 0
+    for shard in shards:
+        try:
+            with pa.memory_map(str(shard)) as stream:
+                try:
+                    table = pa.ipc.open_stream(stream).read_all()
+                except pa.ArrowInvalid:
+                    stream.seek(0)
+                    table = pa.ipc.open_file(stream).read_all()
+        except Exception as err:  # pyarrow's errors (ArrowInvalid, OSError) have no common base
+            raise ItemError(f"cannot read Arrow file {shard.name}: {err}", source=source) from None
+        for row in table.to_pylist():
+            yield f"row {n}", row
+            n += 1
 
 
 def read_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:

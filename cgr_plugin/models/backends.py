@@ -16,6 +16,7 @@ from .base import (
     Judgement,
     Progress,
     judgements,
+    prompt_too_long,
 )
 from .factory import make_backend
 from .llama_cpp import LlamaCppBackend
@@ -24,4 +25,4 @@ from .retry import RetryingBackend
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "Judgement",
            "LlamaCppBackend", "LmEvalBackend", "Progress", "RetryingBackend", "judgements",
-           "make_backend"]
+           "make_backend", "prompt_too_long"]

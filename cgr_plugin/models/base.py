@@ -1,7 +1,9 @@
 """What every backend speaks: requests and answers as values, and the ``Backend`` protocol.
 
 A backend never raises for one request that fails (a prompt too long, a server error): the
-answer carries the error, so the item is recorded with it and the others go on.
+answer carries the error, so the item is recorded with it and the others go on. A prompt that
+does not fit the model's context (with room for the reply) is never cut to fit: it is not sent,
+and the answer says so (``Generation.too_long``) with both numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Protocol
 from ..errors import CGRError
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "Judgement",
-           "Progress", "judgements", "p_yes_from_logprobs"]
+           "Progress", "judgements", "p_yes_from_logprobs", "prompt_too_long"]
 
 
 class BackendError(CGRError):
@@ -37,6 +39,17 @@ class Generation:
     error: str | None = None  # set when this request failed; text is then None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    too_long: bool = False  # the prompt did not fit the model's context: not sent (error says)
+
+
+def prompt_too_long(model: str, prompt_tokens: int, max_tokens: int, context: int
+                    ) -> Generation:
+    """The answer to a prompt that does not fit: it names the limit and the prompt's length."""
+    return Generation(
+        None, f"prompt too long for {model}: {prompt_tokens} prompt tokens + {max_tokens} for "
+        f"the reply exceed its context of {context} tokens; the prompt was not sent (a larger "
+        "n_ctx, where the model allows it, or a shorter prompt fits)",
+        tokens_in=prompt_tokens, too_long=True)
 
 
 @dataclass(frozen=True)

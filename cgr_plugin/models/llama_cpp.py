@@ -19,6 +19,7 @@ from .base import (
     Judgement,
     Progress,
     p_yes_from_logprobs,
+    prompt_too_long,
 )
 from .registry import ModelSpec, model_file
 
@@ -78,6 +79,10 @@ class LlamaCppBackend:
         llm = self._model()
         out = []
         for req in _with_progress(requests, self.name, progress):
+            overflow = self._overflow(llm, req)
+            if overflow is not None:
+                out.append(overflow)
+                continue
             try:
                 reply = llm.create_chat_completion(
                     messages=[{"role": "user", "content": req.prompt}],
@@ -91,6 +96,22 @@ class LlamaCppBackend:
             except Exception as err:  # e.g. prompt longer than the context: recorded per item
                 out.append(Generation(None, f"{type(err).__name__}: {err}"))
         return out
+
+    def _overflow(self, llm: Any, req: GenerationRequest) -> Generation | None:
+        """The too-long answer when prompt and reply do not fit the context, else None.
+
+        llama.cpp itself would refuse only a prompt longer than the context, and would quietly
+        shorten the reply of one that leaves less room than ``max_tokens``.
+        """
+        try:
+            prompt_tokens = len(llm.tokenize(self._chat_prompt(llm, req.prompt).encode(),
+                                             add_bos=False, special=True))
+        except Exception:  # no chat template to count with: llama.cpp's own check remains
+            return None
+        context = llm.n_ctx()
+        if prompt_tokens + req.max_tokens <= context:
+            return None
+        return prompt_too_long(self.name, prompt_tokens, req.max_tokens, context)
 
     def _chat_prompt(self, llm: Any, prompt: str) -> str:
         if self._formatter is None:

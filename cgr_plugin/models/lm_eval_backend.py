@@ -19,6 +19,7 @@ from .base import (
     Judgement,
     Progress,
     p_yes_from_logprobs,
+    prompt_too_long,
 )
 
 __all__ = ["LmEvalBackend"]
@@ -101,13 +102,23 @@ class LmEvalBackend:
         from lm_eval.api.instance import Instance
 
         lm = self._model()
+        rendered = [self._render(lm, r.prompt) for r in requests]
+        too_long = [self._overflow(lm, text, r) for text, r in zip(rendered, requests,
+                                                                   strict=True)]
+        if any(too_long):
+            fits = [i for i, answer in enumerate(too_long) if answer is None]
+            answers = self.generate([requests[i] for i in fits], progress=progress) if fits else []
+            out = list(too_long)
+            for i, answer in zip(fits, answers, strict=True):
+                out[i] = answer
+            return out  # type: ignore[return-value]
         instances = [
             Instance(request_type="generate_until", doc={}, idx=i,
-                     arguments=(self._render(lm, r.prompt),
+                     arguments=(text,
                                 {"until": list(r.stop), "max_gen_toks": r.max_tokens,
                                  "do_sample": r.temperature > 0,
                                  "temperature": r.temperature}))
-            for i, r in enumerate(requests)]
+            for i, (text, r) in enumerate(zip(rendered, requests, strict=True))]
         try:
             texts = lm.generate_until(instances, disable_tqdm=progress is not True)
             if callable(progress):
@@ -122,6 +133,20 @@ class LmEvalBackend:
                         len(instances), err)
             with _one_client_attempt(lm) if self.retries_itself else contextlib.nullcontext():
                 return [self.generate([r], progress=progress)[0] for r in requests]
+
+    def _overflow(self, lm: Any, text: str, req: GenerationRequest) -> Generation | None:
+        """The too-long answer for a local model (hf, vllm) whose prompt and reply exceed its
+        ``max_length``: lm-eval would cut the prompt's start to fit. API models are left to
+        their server, which knows its own limit."""
+        if self.retries_itself or not hasattr(lm, "tok_encode"):
+            return None
+        try:
+            prompt_tokens, context = len(lm.tok_encode(text)), int(lm.max_length)
+        except Exception:  # a model without a tokenizer or a known length
+            return None
+        if prompt_tokens + req.max_tokens <= context:
+            return None
+        return prompt_too_long(self.name, prompt_tokens, req.max_tokens, context)
 
     def judge(self, prompts: Sequence[str]) -> list[Judgement]:
         from lm_eval.api.instance import Instance

@@ -131,7 +131,8 @@ class RetryingBackend:
             still = []
             for index, answer in zip(todo, answers, strict=True):
                 reason = answer.reason if isinstance(answer, _Failed) else answer.error
-                out[index] = as_error(reason) if reason is not None else answer
+                # a backend's own error answer is kept whole (a too-long prompt's numbers)
+                out[index] = as_error(reason) if isinstance(answer, _Failed) else answer
                 if reason is not None and policy.retryable(reason):
                     still.append(index)
             todo = still

@@ -21,7 +21,7 @@ from .. import plugins
 from ..data.items import MCQAItem
 from ..models.backends import Backend, Generation, GenerationRequest
 from ..programs.scaffold import audit_program, extract_program, read_constants
-from ..prompts import render
+from ..prompts import render_prompt
 from ..record import HARD_CODED, ChannelResult, hard_coded
 from ..sandbox.interface import (
     STDERR_CHARS,
@@ -222,8 +222,9 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                  ) -> list[tuple[ChannelResult, ChannelResult]]:
     """Generate every item's program in one batch (or take it from ``programs``, a replayed
     package keyed by ``dataset/id``), then run the programs in a pool of ``concurrency``."""
-    prompts = [render("generator.j2", template_dirs, item=item_for_prompt(item),
-                      budget=settings.budget) for item in items]
+    rendered = [render_prompt("generator.j2", template_dirs, item=item_for_prompt(item),
+                              budget=settings.budget) for item in items]
+    prompts = [prompt.text for prompt in rendered]
     started = time.perf_counter()
     with bars.stage("generation") if bars else nullcontext(False) as tick:
         if programs is not None:
@@ -245,7 +246,8 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                 ) -> tuple[ChannelResult, ChannelResult]:
         if gen.error is not None:
             outcome = (ChannelResult(status="generator_error", error=gen.error),
-                       ChannelResult(status="error", error=gen.error))
+                       ChannelResult(status="prompt_too_long" if gen.too_long else "error",
+                                     error=gen.error))
         else:
             try:
                 with broker.program():
@@ -265,6 +267,7 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                ) -> tuple[ChannelResult, ChannelResult]:
         assisted, generator_result = outcome
         generator_result.prompt = prompts[i]
+        generator_result.prompt_shortened = rendered[i].shortened
         generator_result.seconds = generator_result.model_seconds = per_item
         generator_result.tokens_in = generations[i].tokens_in or 0
         generator_result.tokens_out = generations[i].tokens_out or 0

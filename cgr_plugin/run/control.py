@@ -44,11 +44,13 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
     votes: list[list[str]] = [[] for _ in items]
     raws: list[list[str]] = [[] for _ in items]
     errors: list[list[str]] = [[] for _ in items]
+    too_long = [False] * len(items)
     tokens = [[0, 0] for _ in items]
     for owner, gen in zip(owners, generations, strict=True):
         item = items[owner]
         if gen.error is not None:
             errors[owner].append(gen.error)
+            too_long[owner] = too_long[owner] or gen.too_long
             continue
         raws[owner].append(gen.text)
         tokens[owner][0] += gen.tokens_in or 0
@@ -65,10 +67,13 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
             best = max(counts.values())
             tied = sorted(letter for letter, n in counts.items() if n == best)
             answer = random.Random(f"{seed}:{item.id}:vote").choice(tied)
-        status = "ok" if answer else ("error" if errors[index] and not raws[index] else "invalid")
+        status = "ok" if answer else "invalid"
+        if not answer and errors[index] and not raws[index]:
+            status = "prompt_too_long" if too_long[index] else "error"
         results.append(ChannelResult(
             status=status, answer=answer, raw="\n---\n".join(raws[index]) or None,
             prompt=texts[index], extraction_rule=f"majority of {dict(counts)}",
-            solver_calls=k, error="; ".join(errors[index]) or None, seconds=per_call * k,
+            solver_calls=k, error="; ".join(dict.fromkeys(errors[index])) or None,
+            seconds=per_call * k,
             model_seconds=per_call * k, tokens_in=tokens[index][0], tokens_out=tokens[index][1]))
     return results

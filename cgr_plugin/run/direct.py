@@ -14,11 +14,11 @@ from typing import Any
 from ..data.items import MCQAItem
 from ..models.backends import Backend, GenerationRequest
 from ..models.registry import DirectSettings, ModelSpec
-from ..prompts import render
+from ..prompts import Prompt, render_prompt
 from ..record import ChannelResult
 from .progress import StageBars
 
-__all__ = ["direct_prompt", "direct_settings", "run_direct"]
+__all__ = ["direct_prompt", "direct_settings", "rendered_direct_prompt", "run_direct"]
 
 
 def direct_settings(spec: ModelSpec | None, *, style: str | None = None,
@@ -31,29 +31,39 @@ def direct_settings(spec: ModelSpec | None, *, style: str | None = None,
 
 
 def direct_prompt(item: MCQAItem, settings: DirectSettings, template_dirs: Sequence[str]) -> str:
-    return render("direct.j2", list(template_dirs), item=item, style=settings.style)
+    return rendered_direct_prompt(item, settings, template_dirs).text
+
+
+def rendered_direct_prompt(item: MCQAItem, settings: DirectSettings,
+                           template_dirs: Sequence[str]) -> Prompt:
+    """The direct prompt, with what it shortened on purpose (for the record)."""
+    return render_prompt("direct.j2", list(template_dirs), item=item, style=settings.style)
 
 
 def run_direct(items: Sequence[MCQAItem], *, solver: Backend, settings: DirectSettings,
                extract: Callable[..., Any], template_dirs: Sequence[str] = (),
                bars: StageBars | None = None) -> list[ChannelResult]:
     """One solver call per item; a letter is read with ``extract`` (never guessed)."""
-    prompts = [direct_prompt(item, settings, template_dirs) for item in items]
+    rendered = [rendered_direct_prompt(item, settings, template_dirs) for item in items]
+    prompts = [prompt.text for prompt in rendered]
     requests = [GenerationRequest(prompt, settings.max_tokens) for prompt in prompts]
     started = time.perf_counter()
     with bars.stage("direct", calls_per_item=1) if bars else nullcontext(False) as tick:
         generations = solver.generate(requests, progress=tick)
     per_item = (time.perf_counter() - started) / max(len(items), 1)
     results = []
-    for item, prompt, gen in zip(items, prompts, generations, strict=True):
+    for item, prompt, gen in zip(items, rendered, generations, strict=True):
         if gen.error is not None:
-            results.append(ChannelResult(status="error", prompt=prompt, error=gen.error,
-                                         solver_calls=1, seconds=per_item))
+            results.append(ChannelResult(
+                status="prompt_too_long" if gen.too_long else "error", prompt=prompt.text,
+                prompt_shortened=prompt.shortened, error=gen.error,
+                solver_calls=0 if gen.too_long else 1, seconds=per_item,
+                tokens_in=gen.tokens_in or 0))
             continue
         found = extract(gen.text, item.letters, item.choices)
         results.append(ChannelResult(
             status="ok" if found.letter else "invalid", answer=found.letter, raw=gen.text,
-            prompt=prompt, extraction_rule=found.rule, solver_calls=1, seconds=per_item,
-            model_seconds=per_item, tokens_in=gen.tokens_in or 0,
-            tokens_out=gen.tokens_out or 0))
+            prompt=prompt.text, prompt_shortened=prompt.shortened, extraction_rule=found.rule,
+            solver_calls=1, seconds=per_item, model_seconds=per_item,
+            tokens_in=gen.tokens_in or 0, tokens_out=gen.tokens_out or 0))
     return results

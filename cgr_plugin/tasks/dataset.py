@@ -61,7 +61,7 @@ def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
     out = {}
     for split in splits:
         warned = len(problems.warnings)
-        items = split_items(spec, split, problems)
+        items = split_items(spec, split, problems, line_of)
         problems.raise_first(config_source)
         for warning in problems.warnings[warned:]:
             if isinstance(warning, GoldEchoError):  # `cgr validate-dataset` shows the others

@@ -37,7 +37,7 @@ def _task_config_keys() -> tuple[str, ...]:
 
 def unknown_top_level_keys(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(key, message)`` for each key that lm-eval's TaskConfig would reject."""
-    allowed = (*_task_config_keys(), *_STRUCTURAL_KEYS)
+    allowed = tuple(dict.fromkeys((*_task_config_keys(), *_STRUCTURAL_KEYS)))
     return [(str(key), f"unknown task key{did_you_mean(str(key), allowed)} (lm-eval's task "
                        "keys: " + ", ".join(sorted(allowed)) + ")")
             for key in config if key not in allowed]
@@ -98,6 +98,35 @@ def _is(obj: Any, dotted: tuple[str, ...]) -> bool:
     return obj is not None and _qualname(obj).endswith(dotted)
 
 
+def _syntax_error(err: yaml.YAMLError, text: str) -> tuple[str, tuple[str, ...], int | None]:
+    """The message and line of a YAML syntax error: the line of the construct the parser was
+    reading (its context mark: an unclosed bracket or quote starts there), and where it gave
+    up when that is elsewhere (often the end of the file)."""
+    context, problem = getattr(err, "context_mark", None), getattr(err, "problem_mark", None)
+    what = " ".join(str(x) for x in (getattr(err, "context", None),
+                                     getattr(err, "problem", None)) if x) or str(err)
+    mark = context or problem
+    if context is not None and problem is not None and problem.line != context.line:
+        last = len(text.splitlines())
+        where = ("the end of the file" if problem.line >= last
+                 else f"line {problem.line + 1}")
+        what += f" (the parser gave up at {where})"
+    return f"YAML syntax error: {what}", (), mark.line + 1 if mark else None
+
+
+def _import_hint(err: Exception, dotted: str, folder: Path) -> str:
+    """Python's "did you mean" for a misspelt function or module (lm-eval's wrapping of the
+    error loses it): a close name in the module, or a close .py file next to the YAML."""
+    module, _, name = dotted.rpartition(".")
+    cause = err.__cause__ if isinstance(err.__cause__, AttributeError) else err
+    owner = getattr(cause, "obj", None) if isinstance(cause, AttributeError) else None
+    if owner is not None:
+        return did_you_mean(name, [n for n in dir(owner) if not n.startswith("_")])
+    if isinstance(err, ImportError) and module:
+        return did_you_mean(module, sorted(p.stem for p in folder.glob("*.py")))
+    return ""
+
+
 def read_task_file(path: Path, problems: Problems) -> TaskFile | None:
     """The task YAML with every problem of its own keys added to ``problems``; None when it
     cannot be read at all (missing file, YAML syntax, a failed include)."""
@@ -117,10 +146,7 @@ def read_task_file(path: Path, problems: Problems) -> TaskFile | None:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        what = " ".join(str(x) for x in (getattr(err, "context", None),
-                                         getattr(err, "problem", None)) if x) or str(err)
-        bad(f"YAML syntax error: {what}", line=mark.line + 1 if mark else None)
+        bad(*_syntax_error(err, text))
         return None
     if not isinstance(root, yaml.MappingNode):
         bad("a task YAML must be a mapping of task settings (task: my_task, ...)")
@@ -138,8 +164,8 @@ def read_task_file(path: Path, problems: Problems) -> TaskFile | None:
         try:
             _import_func_in_yml(dotted, path.parent)
         except Exception as err:  # ImportError, AttributeError, a module that fails to import
-            bad(f"!function {dotted} cannot be imported: {type(err).__name__}: {err}", keys,
-                line)
+            bad(f"!function {dotted} cannot be imported: {type(err).__name__}: {err}"
+                f"{_import_hint(err, dotted, path.parent)}", keys, line)
             resolve = False  # go on with the references as strings
     try:
         own = load_yaml(path, resolve_func=resolve, recursive=False)

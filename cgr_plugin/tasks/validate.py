@@ -24,8 +24,6 @@ from ..data.loader import (
     dataset_spec,
     split_items,
 )
-from ..data.normalize import did_you_mean
-from ..data.rows import iter_rows
 
 __all__ = ["Report", "SplitReport", "format_report", "validate_task_yaml", "validate_main"]
 
@@ -79,58 +77,14 @@ def validate_task_yaml(path: Path) -> Report:
         if not spec.readable or (spec.kind != "hub" and split not in spec.files):
             report.notes.append(f"split {split}: rows not read; fix the problems above first")
             continue
-        items = split_items(spec, split, problems)
+        items = split_items(spec, split, problems, task_file.line)
         sizes[split] = len(items)
-        _missing_columns(spec, split, task_file.line, problems)
         if spec.subset_field and spec.kind == "bundle":
             _subset_values(items, spec, problems)
         report.splits.append(SplitReport(name=split, roles=roles[split], items=len(items),
                                          letters=_letters(items), choices=_choices(items)))
     _fewshot(task_file.config, spec, sizes, task_file.line, problems)
     return report
-
-
-def _missing_columns(spec: DatasetSpec, split: str, line_of: Any, problems: Problems) -> None:
-    """A mapped field that no row has: one problem at the mapping, with the columns there are."""
-    if spec.mapping is None or spec.preprocess is not None:
-        return  # a preprocess hook makes the columns the mapping sees
-    if spec.kind == "files":
-        columns: set[str] = set()
-        try:
-            for _, row in iter_rows(spec.files[split]):
-                if not isinstance(row, ItemError):
-                    columns.update(str(k) for k in row)
-        except ItemError:
-            return  # already reported by split_items
-        source = str(spec.files[split])
-    else:
-        data = spec.hub_data(problems)
-        if data is None:
-            return
-        columns = set(data[split].column_names)
-        source = f"{spec.hub['path']}[{split}]"
-    if not columns:
-        return
-    m = spec.mapping
-    mapped = [("question", m.question), ("answer", m.answer), ("id", m.id),
-              ("context", m.context), ("payload", m.payload), ("labels", m.labels)]
-    if isinstance(m.choices, tuple):
-        mapped += [("choices", p) for p in m.choices]
-    else:
-        mapped.append(("choices", m.choices))
-    mapped += [("metadata", p) for p in m.metadata]
-    for key, path in mapped:
-        if path is None or path.split(".")[0] in columns:
-            continue
-        if key == "id" and path == "id":
-            continue  # the default id field is optional: items get positional ids
-        problems.add(TaskConfigError(
-            f"no row of {source} has a column {path.split('.')[0]!r} (the {key} mapping)"
-            f"{did_you_mean(path.split('.')[0], sorted(columns))}; columns: "
-            + ", ".join(sorted(columns)), source=spec.where,
-            field=f"dataset_kwargs.fields.{key}",
-            line=line_of("dataset_kwargs", "fields", key) or line_of("dataset_kwargs", "fields")
-            or line_of("dataset_kwargs")))
 
 
 def _subset_values(items: list[MCQAItem], spec: DatasetSpec, problems: Problems) -> None:
@@ -182,7 +136,7 @@ def _choices(items: Sequence[MCQAItem]) -> str:
 
 # -- output ------------------------------------------------------------------------------------
 def _group_key(err: ItemError) -> tuple[Any, ...]:
-    return (err.source, err.field, err.reason)
+    return (err.source, err.field, err.kind or err.reason)
 
 
 def format_report(report: Report, max_repeats: int = 5) -> list[str]:
