@@ -2,8 +2,15 @@
 
 Protocol: JSON lines over two inherited pipes (argv: read fd, write fd), never over stdout,
 which belongs to the program. The parent sends ``init`` (program, item without its gold, limits,
-seed); the worker answers with ``call`` messages (each waits for a ``reply``) and ends with one
-``result`` or ``error``. Everything the program prints is captured, truncated, and returned.
+seed); the worker answers with ``call`` messages (each with an ``id``, waits for the ``reply`` with
+the same ``id``: a reply left unread by an interrupted call is skipped, never taken for the
+next call's) and ends with one ``result`` or ``error``. Everything the program prints is
+captured, truncated, and returned. The parent decides syntax errors, a missing entry point and
+the budget itself; from here it takes only what a run can produce.
+
+The function that runs must be the audited one: the code object compiled from the module's
+top-level ``def solve`` at the line the parent names (``entry_line``), not rebound, wrapped,
+decorated or given other code; anything else is ``entry_mismatch`` and does not run.
 
 A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_zygote.py``
 (appended to this text), which calls ``_serve`` in the forked worker.
@@ -20,6 +27,7 @@ import signal
 import sys
 import threading
 import traceback
+import types
 
 _in = _out = None
 
@@ -98,11 +106,16 @@ class Solver:
     def __init__(self, seed):
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # one call in flight: replies cannot cross between threads
+        self._calls = 0
 
     def _call(self, kind, **fields):
         with self._lock:
-            _send({"type": "call", "kind": kind, **fields})
+            self._calls += 1
+            number = self._calls
+            _send({"type": "call", "id": number, "kind": kind, **fields})
             reply = _receive()
+            while reply.get("id") != number:  # the reply of a call a signal interrupted
+                reply = _receive()
         if reply.get("error") == "budget_exceeded":
             raise BudgetExceeded("solver-call budget exhausted")
         if reply.get("error"):
@@ -148,6 +161,31 @@ def _traceback(err):
     return text if len(text) <= 4000 else "[...]\n" + text[-3990:]
 
 
+def _entry_code(code, line):
+    """The code object of the module's top-level ``def solve`` at ``line``, or None."""
+    found = [const for const in code.co_consts if isinstance(const, types.CodeType)
+             and const.co_name == "solve" and const.co_firstlineno == line]
+    return found[0] if len(found) == 1 else None
+
+
+def _audited(solve, entry):
+    return (entry is not None and type(solve) is types.FunctionType
+            and solve.__code__ is entry and solve.__name__ == "solve")
+
+
+def _encodable(answer):
+    """``answer`` if JSON can carry it, else its repr (capped), else a description."""
+    try:
+        json.dumps(answer)
+        return answer
+    except BaseException:  # TypeError, ValueError, RecursionError, digits limits, ...
+        pass
+    try:
+        return repr(answer)[:200]
+    except BaseException:
+        return f"<unencodable {type(answer).__name__}>"
+
+
 def main():
     init = _receive()
     limits = init["limits"]
@@ -167,21 +205,24 @@ def main():
     item = Item(init["item"])
     solver = Solver(init["seed"])
     namespace = {"__name__": "cgr_program", "__builtins__": __builtins__}
+    source = init["program"]
     try:
-        source = init["program"]
-        linecache.cache["program.py"] = (len(source), None, source.splitlines(True), "program.py")
         code = compile(source, "program.py", "exec")
+    except (SyntaxError, ValueError) as err:  # the parent's Python compiled it; this one not
+        _send({"type": "error", "status": "runtime_error", "message": f"the sandbox's Python "
+               f"cannot compile the program: {type(err).__name__}: {err}"[:2000], "output": ""})
+        return
+    entry = _entry_code(code, init.get("entry_line"))
+    try:
+        linecache.cache["program.py"] = (len(source), None, source.splitlines(True), "program.py")
         exec(code, namespace)  # noqa: S102 - this is the sandbox
         solve = namespace.get("solve")
-        if not callable(solve):
-            _send({"type": "error", "status": "missing_entry", "message": "no solve() function",
+        if not _audited(solve, entry):
+            _send({"type": "error", "status": "entry_mismatch", "message": "solve is not the "
+                   "program's top-level def solve (rebound, wrapped, decorated or altered)",
                    "output": captured.getvalue()})
             return
         answer = solve(item, solver)
-    except BudgetExceeded as err:
-        _send({"type": "error", "status": "budget_exceeded", "message": str(err),
-               "output": captured.getvalue()})
-        return
     except CpuTimeExceeded as err:
         _send({"type": "error", "status": "timeout", "message": str(err),
                "output": captured.getvalue()})
@@ -190,20 +231,12 @@ def main():
         _send({"type": "error", "status": "memory_limit", "message": "MemoryError",
                "output": captured.getvalue()})
         return
-    except SyntaxError as err:
-        _send({"type": "error", "status": "syntax_error", "message": f"{err.msg} (line "
-               f"{err.lineno})", "output": captured.getvalue()})
-        return
     except BaseException as err:  # the program's failure, whatever it was
         _send({"type": "error", "status": "runtime_error",
                "message": f"{type(err).__name__}: {err}"[:2000], "traceback": _traceback(err),
                "output": captured.getvalue()})
         return
-    try:
-        json.dumps(answer)
-    except (TypeError, ValueError):
-        answer = repr(answer)[:200]
-    _send({"type": "result", "answer": answer, "output": captured.getvalue()})
+    _send({"type": "result", "answer": _encodable(answer), "output": captured.getvalue()})
 
 
 def _serve(read_fd, write_fd):

@@ -75,6 +75,16 @@ def _attempt(body: str) -> str:
     return "def solve(item, solver):\n" + textwrap.indent(textwrap.dedent(body), "    ")
 
 
+def _forge(status: str) -> str:
+    """A program that sends the parent its own last word, claiming ``status``, and exits."""
+    return _attempt(f"""
+        import json, os, sys
+        os.write(int(sys.argv[-1]), (json.dumps({{"type": "error", "status": "{status}",
+                                                  "message": "forged"}}) + "\\n").encode())
+        os._exit(0)
+        """)
+
+
 _ENTRIES: list[tuple[str, str, str, set[str]]] = [
     # -- filesystem ------------------------------------------------------------------------------
     ("fs", "read host secrets", _attempt("""
@@ -366,6 +376,62 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
                 pass
         return "A"
         """), {"protocol_error", "ok"}),
+    # -- the protocol: hangs, forged statuses, broken text ------------------------------------
+    ("protocol", "shrink the reply pipe and stop reading", _attempt("""
+        import fcntl, json, os, sys, time
+        read_fd, write_fd = int(sys.argv[-2]), int(sys.argv[-1])
+        fcntl.fcntl(read_fd, 1031, 4096)  # F_SETPIPE_SZ: one page
+        for number in range(1, 4):
+            os.write(write_fd, (json.dumps({"type": "call", "id": number, "kind": "ask",
+                                            "prompt": "x" * 3000}) + "\\n").encode())
+        time.sleep(60)
+        return "ESCAPED the parent went on"
+        """), {"protocol_error", "timeout"}),
+    ("protocol", "forge budget_exceeded with no call made", _forge("budget_exceeded"),
+     {"protocol_error"}),
+    ("protocol", "forge syntax_error at run time", _forge("syntax_error"), {"protocol_error"}),
+    ("protocol", "forge missing_entry at run time", _forge("missing_entry"), {"protocol_error"}),
+    ("protocol", "lone surrogates in everything it sends", _attempt("""
+        print("\\ud800 \\udcff")
+        solver.ask("\\udfff prompt")
+        raise ValueError("\\ud800 in the message")
+        """), {"runtime_error"}),
+    ("protocol", "a lone surrogate as the answer", _attempt("""
+        return "\\ud800"
+        """), OK),
+    ("protocol", "an answer JSON cannot encode", _attempt("""
+        nested = []
+        for _ in range(100000):
+            nested = [nested]
+        return nested
+        """), OK),
+    # -- the entry point: what runs must be what was audited --------------------------------
+    ("entry", "rebind solve after the audited def", """
+def solve(item, solver):
+    return "A"
+def _other(item, solver):
+    return "ESCAPED the rebound function ran"
+solve = _other
+""", {"entry_mismatch"}),
+    ("entry", "decorate solve", """
+def _swap(function):
+    return lambda item, solver: "ESCAPED the decorator's function ran"
+@_swap
+def solve(item, solver):
+    return "A"
+""", {"entry_mismatch"}),
+    ("entry", "give solve other code", """
+def solve(item, solver):
+    return "A"
+def _other(item, solver):
+    return "ESCAPED other code ran"
+solve.__code__ = _other.__code__
+""", {"entry_mismatch"}),
+    ("entry", "rebind solve through globals()", """
+def solve(item, solver):
+    return "A"
+globals()["solve"] = lambda item, solver: "ESCAPED the lambda ran"
+""", {"entry_mismatch"}),
     # -- the gold answer -----------------------------------------------------------------------
     ("gold", "search the item and the interpreter for the gold", _attempt("""
         import gc
@@ -484,6 +550,12 @@ def _judge(hostile: Attack, result: SandboxResult, left: set[str], seconds: floa
         why.append(said[at:at + 120].strip())
     if left:
         why.append(f"left {', '.join(sorted(left))} in the host's /tmp")
+    for part in (result.answer, result.message, result.output, result.traceback, result.stderr):
+        try:
+            str(part).encode("utf-8")
+        except UnicodeEncodeError:
+            why.append("the result holds text that is not valid UTF-8")
+            break
     return Verdict(hostile, not why, result.status, "; ".join(why), result.isolation, seconds)
 
 

@@ -3,8 +3,12 @@ solver calls, read its last word, then kill everything it ran and turn how it en
 status.
 
 Program time excludes time spent waiting for the solver: the clock stops while a call is
-being answered (threads the program started keep running meanwhile; CPU rlimits still bound
-them). The model stays in this process; programs never run in it, and it never forks.
+being answered (threads the program started keep running meanwhile; the CPU account of the
+program's cgroup does not stop). Every item also has a total wall limit that counts solver
+waits (``SandboxLimits.total_limit``), a backstop whatever the program does. Messages to the
+worker are written without blocking this process: a program that stops reading them (a full
+or shrunken pipe) ends as ``protocol_error`` at its deadline, never hangs the evaluation.
+The model stays in this process; programs never run in it, and it never forks.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import time
 from collections.abc import Mapping
@@ -20,6 +25,7 @@ from typing import IO, Any, Protocol
 
 from .cgroups import Cgroup
 from .channel import Channel
+from .entry import read_entry
 from .interface import (
     STDERR_CHARS,
     TRACEBACK_CHARS,
@@ -66,6 +72,14 @@ def close_pipes(box: Any) -> None:
 class _Clock:
     program: float = 0.0  # seconds the program ran, solver waits excluded
     solver: float = 0.0  # seconds spent answering its solver calls
+    began: float = 0.0  # perf_counter at the start: the total wall limit counts from here
+
+    def total_left(self, limits: SandboxLimits) -> float:
+        return limits.total_limit - (time.perf_counter() - self.began)
+
+
+class _Unread(Exception):
+    """The worker did not take a message in time (it stopped reading its input)."""
 
 
 def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: HandleCall,
@@ -75,20 +89,28 @@ def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: Handle
     result = SandboxResult(status="crashed", isolation=box.isolation, start=box.kind)
     stdout, stderr = box.stdout.fileno(), box.stderr.fileno()
     channel = Channel(box.from_worker, stdout, stderr, box.limits.output_chars)
-    to_worker = os.fdopen(box.to_worker, "w", encoding="utf-8")
-    from_worker = box.from_worker
+    to_worker, from_worker = box.to_worker, box.from_worker
     box.to_worker = box.from_worker = -1  # both ends are this function's to close now
-    clock = _Clock()
+    os.set_blocking(to_worker, False)
+    clock = _Clock(began=time.perf_counter())
+    entry = read_entry(program)
     try:
-        box.release()
-        _send(to_worker, _init(program, item, seed, box.limits))
-        _converse(box, channel, to_worker, handle_call, result, clock)
+        if entry.status != "ok":  # decided here, from the text: the program never runs
+            result.status, result.message = entry.status, entry.message
+        else:
+            box.release()
+            _send(to_worker, _init(program, item, seed, box.limits, entry.line),
+                  min(box.limits.wall_seconds, clock.total_left(box.limits)))
+            _converse(box, channel, to_worker, handle_call, result, clock)
+    except _Unread:
+        result.status = "protocol_error"
+        result.message = "the program stopped reading its solver replies"
     except (OSError, ValueError) as err:  # the worker closed its pipes or went away early
         if result.status == "crashed":
             result.message = f"lost contact with the program: {type(err).__name__}: {err}"
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            to_worker.close()
+        with contextlib.suppress(OSError):
+            os.close(to_worker)
         _tear_down(box, channel, from_worker, result)
     if result.status == "crashed" and box.server_died():
         result.message = f"{result.message} (the warm sandbox server died meanwhile)"
@@ -97,17 +119,31 @@ def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: Handle
     return result
 
 
-def _init(program: str, item: Mapping[str, Any], seed: int, limits: SandboxLimits
-          ) -> dict[str, Any]:
+def _init(program: str, item: Mapping[str, Any], seed: int, limits: SandboxLimits,
+          entry_line: int | None) -> dict[str, Any]:
     return {"type": "init", "program": program, "item": dict(item), "seed": seed,
+            "entry_line": entry_line,
             "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
                        "file_bytes": limits.file_bytes, "processes": limits.processes,
                        "output_chars": limits.output_chars}}
 
 
-def _send(to_worker: IO[str], message: dict[str, Any]) -> None:
-    to_worker.write(json.dumps(message) + "\n")
-    to_worker.flush()
+def _send(to_worker: int, message: dict[str, Any], timeout: float) -> None:
+    """Write one message to the (non-blocking) pipe within ``timeout`` seconds, or _Unread."""
+    data = memoryview((json.dumps(message) + "\n").encode("utf-8", "surrogatepass"))
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(to_worker, select.POLLOUT)
+    while data:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            raise _Unread
+        if not poller.poll(wait * 1000 + 1):
+            continue
+        try:
+            data = data[os.write(to_worker, data):]
+        except BlockingIOError:
+            continue
 
 
 def _converse(box: Box, channel: Channel, to_worker: IO[str], handle_call: HandleCall,
@@ -117,12 +153,14 @@ def _converse(box: Box, channel: Channel, to_worker: IO[str], handle_call: Handl
     started = time.perf_counter()
     while True:
         remaining = limits.wall_seconds - clock.program
+        total = clock.total_left(limits)
         try:
-            message = channel.next(max(remaining, 0.001))
+            message = channel.next(max(min(remaining, total), 0.001))
         except TimeoutError:
             clock.program += time.perf_counter() - started
             result.status = "timeout"
-            result.message = f"program ran longer than {limits.wall_seconds:g} s"
+            result.message = (f"program ran longer than {limits.wall_seconds:g} s"
+                              if remaining <= total else _over_total(limits))
             return
         clock.program += time.perf_counter() - started
         if message is None:  # the worker ended without a last word
@@ -139,8 +177,17 @@ def _converse(box: Box, channel: Channel, to_worker: IO[str], handle_call: Handl
             result.status = "budget_exceeded"
             result.message = "asked for more solver calls than the budget allows"
             return
-        _send(to_worker, reply)
-        started = time.perf_counter()
+        if clock.total_left(limits) <= 0:
+            result.status, result.message = "timeout", _over_total(limits)
+            return
+        started = time.perf_counter()  # a reply the program is slow to take is program time
+        _send(to_worker, {**reply, "id": message.get("id")},
+              max(min(limits.wall_seconds - clock.program, clock.total_left(limits)), 0.001))
+
+
+def _over_total(limits: SandboxLimits) -> str:
+    return (f"the item ran longer than its total wall limit of {limits.total_limit:g} s "
+            "(solver waits included)")
 
 
 def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxResult) -> None:
