@@ -8,6 +8,12 @@ next call's) and ends with one ``result`` or ``error``. Everything the program p
 captured, truncated, and returned. The parent decides syntax errors, a missing entry point and
 the budget itself; from here it takes only what a run can produce.
 
+Before the program runs, the worker installs a seccomp deny-list (``_seccomp``) that it and
+every process it starts keep: no new namespaces (user namespaces above all), io_uring,
+userfaultfd, bpf, kernel keys, perf events, ptrace, mounts, prlimit on other processes, file
+locks (a covert channel between concurrent programs), sockets other than unix/IPv4/IPv6.
+Only x86_64 has the table; elsewhere, and for any other ABI (x32, i386), it fails closed.
+
 The function that runs must be the audited one: the code object compiled from the module's
 top-level ``def solve`` at the line the parent names (``entry_line``), not rebound, wrapped,
 decorated or given other code; anything else is ``entry_mismatch`` and does not run.
@@ -16,6 +22,8 @@ A cold sandbox runs this file as ``-c`` text; a warm one forks it from ``_zygote
 (appended to this text), which calls ``_serve`` in the forked worker.
 """
 
+import ctypes
+import errno
 import faulthandler
 import io
 import json
@@ -24,6 +32,7 @@ import os
 import random
 import resource
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -154,6 +163,87 @@ def _limit(kind, value, hard=None):
         pass
 
 
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_LD_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06  # classic BPF opcodes
+_ALLOW, _KILL = 0x7FFF0000, 0x80000000
+_NEW_NAMESPACES = 0x7E020000  # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+_DENIED = {  # x86_64 numbers of syscalls no program needs -> errno
+    272: errno.EPERM, 308: errno.EPERM,  # unshare, setns
+    435: errno.ENOSYS,  # clone3 (its flags sit in memory; glibc falls back to clone)
+    425: errno.EPERM, 426: errno.EPERM, 427: errno.EPERM,  # io_uring_setup, _enter, _register
+    323: errno.EPERM, 321: errno.EPERM,  # userfaultfd, bpf
+    248: errno.EPERM, 249: errno.EPERM, 250: errno.EPERM,  # add_key, request_key, keyctl
+    298: errno.EPERM, 101: errno.EPERM,  # perf_event_open, ptrace
+    310: errno.EPERM, 311: errno.EPERM, 312: errno.EPERM,  # process_vm_readv/_writev, kcmp
+    438: errno.EPERM, 440: errno.EPERM,  # pidfd_getfd, process_madvise
+    165: errno.EPERM, 166: errno.EPERM, 155: errno.EPERM, 161: errno.EPERM,  # mount, umount2,
+    428: errno.EPERM, 429: errno.EPERM, 430: errno.EPERM, 431: errno.EPERM,  # pivot_root,
+    432: errno.EPERM, 433: errno.EPERM, 442: errno.EPERM,  # chroot, the new mount API
+    73: errno.EPERM,  # flock
+    246: errno.EPERM, 320: errno.EPERM, 175: errno.EPERM, 313: errno.EPERM,  # kexec, modules
+    176: errno.EPERM, 169: errno.EPERM, 167: errno.EPERM, 168: errno.EPERM,  # reboot, swap
+    163: errno.EPERM, 179: errno.EPERM, 172: errno.EPERM, 173: errno.EPERM,  # acct, quotactl,
+    303: errno.EPERM, 304: errno.EPERM, 300: errno.EPERM,  # io ports, file handles, fanotify
+}
+_CLONE, _SOCKET, _SOCKETPAIR, _PRLIMIT64, _FCNTL = 56, 41, 53, 302, 72
+_SOCKET_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6
+_LOCK_COMMANDS = (5, 6, 7, 36, 37, 38)  # F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK/SETLK/SETLKW
+
+
+def _op(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+
+
+def _on_arg(number, arg, tests, otherwise):
+    """Syscall ``number``: each (opcode, value, verdict) test on the low half of ``arg``, in
+    order; the first that holds gives its verdict, else ``otherwise``."""
+    body = [_op(_LD_ABS, 16 + 8 * arg)]
+    for code, value, verdict in tests:
+        body += [_op(code, value, 0, 1), _op(_RET, verdict)]
+    body.append(_op(_RET, otherwise))
+    return [_op(_JEQ, number, 0, len(body)), *body]
+
+
+def _seccomp_filter():
+    """The deny-list as a classic BPF program (bytes, instruction count)."""
+    deny = 0x00050000  # SECCOMP_RET_ERRNO
+    ops = [_op(_LD_ABS, 4), _op(_JEQ, _AUDIT_ARCH_X86_64, 1, 0), _op(_RET, _KILL),
+           _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), _op(_RET, _KILL)]  # no x32 ABI
+    for number, code in _DENIED.items():
+        ops += [_op(_JEQ, number, 0, 1), _op(_RET, deny | code)]
+    ops += _on_arg(_CLONE, 0, [(_JSET, _NEW_NAMESPACES, deny | errno.EPERM)], _ALLOW)
+    for number in (_SOCKET, _SOCKETPAIR):
+        ops += _on_arg(number, 0, [(_JEQ, family, _ALLOW) for family in _SOCKET_FAMILIES],
+                       deny | errno.EAFNOSUPPORT)
+    ops += _on_arg(_PRLIMIT64, 0, [(_JEQ, 0, _ALLOW)], deny | errno.EPERM)  # itself only
+    ops += _on_arg(_FCNTL, 1, [(_JEQ, cmd, deny | errno.EPERM) for cmd in _LOCK_COMMANDS],
+                   _ALLOW)
+    ops.append(_op(_RET, _ALLOW))
+    return b"".join(ops), len(ops)
+
+
+class _Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _seccomp():
+    """Install the deny-list for this process and all it starts; OSError where it cannot."""
+    if os.uname().machine != "x86_64":
+        raise OSError(errno.ENOSYS, "the seccomp deny-list is for x86_64 only")
+    code, count = _seccomp_filter()
+    buffer = ctypes.create_string_buffer(code, len(code))
+    program = _Program(count, ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    zero = ctypes.c_ulong(0)
+    for option, arg in ((38, ctypes.c_ulong(1)), (22, ctypes.byref(program))):
+        # PR_SET_NO_NEW_PRIVS, 1; PR_SET_SECCOMP, SECCOMP_MODE_FILTER (2), &program
+        first = ctypes.c_ulong(1) if option == 38 else ctypes.c_ulong(2)
+        second = zero if option == 38 else arg
+        if libc.prctl(option, first, second, zero, zero) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, f"seccomp: {os.strerror(number)}")
+
+
 def _traceback(err):
     """The program's part of the traceback (not this file's frame that called it), capped."""
     tb = err.__traceback__.tb_next if err.__traceback__ is not None else None
@@ -213,6 +303,11 @@ def main():
                f"cannot compile the program: {type(err).__name__}: {err}"[:2000], "output": ""})
         return
     entry = _entry_code(code, init.get("entry_line"))
+    try:
+        _seccomp()
+    except OSError as err:  # fail closed: no program runs without the filter
+        sys.__stderr__.write(f"cgr sandbox: {err}\n")
+        os._exit(70)
     try:
         linecache.cache["program.py"] = (len(source), None, source.splitlines(True), "program.py")
         exec(code, namespace)  # noqa: S102 - this is the sandbox

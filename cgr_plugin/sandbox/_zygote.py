@@ -14,7 +14,8 @@ worker output, stdout, stderr, control socket). Per request:
   every process S starts is born there. It unshares a cgroup namespace rooted there, forks I
   and waits for it.
 - I is PID 1 of the new PID namespace: it dies with S (PDEATHSIG), starts a new session,
-  mounts a fresh /proc (its own PID namespace only) with /proc/sys read-only over it, a private
+  mounts a fresh /proc (its own PID namespace only; /proc/cmdline hidden) with /proc/sys
+  read-only over it, a private
   size-capped /tmp, a fresh /dev/pts; brings loopback up; becomes non-dumpable (the program
   cannot ptrace it); then drops every capability (bounding, ambient, effective, permitted,
   inheritable) with no_new_privs set, says ``G``, and forks W. Like bubblewrap's init it reaps
@@ -155,6 +156,7 @@ def _init(ctl, request, fds, dispositions, alive_r):
             signal.signal(number, signal.SIG_DFL)  # PID 1 ignores default-action signals
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        _mount("/dev/null", "/proc/cmdline", None, _MS_BIND)  # the host's boot arguments
         _mount("/proc/sys", "/proc/sys", None, _MS_BIND | _MS_REC)
         _mount(None, "/proc/sys", None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID
                | _MS_NODEV | _MS_NOEXEC)

@@ -168,6 +168,97 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
                 return "ESCAPED uid 0"
         return "A"
         """), OK),
+    ("proc", "read the host's boot arguments", _attempt("""
+        try:
+            text = open("/proc/cmdline").read()
+        except OSError:
+            return "A"
+        return "ESCAPED " + text[:60] if text.strip() else "A"
+        """), OK),
+    # -- kernel surface (seccomp) ----------------------------------------------------------------
+    ("kernel", "a nested user namespace with full capabilities", _attempt("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER
+            return "ESCAPED unshare(CLONE_NEWUSER)"
+        pid = libc.syscall(56, 0x10000000 | 17, None, None, None, None)  # clone(NEWUSER|SIGCHLD)
+        if pid == 0:
+            os._exit(0)
+        if pid > 0:
+            return "ESCAPED clone(CLONE_NEWUSER)"
+        if libc.syscall(435, ctypes.create_string_buffer(88), 88) >= 0:  # clone3
+            return "ESCAPED clone3"
+        return "A"
+        """), OK),
+    ("kernel", "a tmpfs past the /tmp cap in a nested namespace", _attempt("""
+        import subprocess
+        done = subprocess.run(["unshare", "-U", "-r", "-m", "sh", "-c",
+                               "mount -t tmpfs none /tmp && echo mounted"],
+                              capture_output=True, text=True)
+        return "ESCAPED " + done.stdout if "mounted" in done.stdout else "A"
+        """), OK),
+    ("kernel", "io_uring, userfaultfd, bpf, perf events", _attempt("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        params = ctypes.create_string_buffer(120)
+        calls = {"io_uring_setup": (425, 8, params), "userfaultfd": (323, 0),
+                 "bpf": (321, 0, ctypes.create_string_buffer(128), 128),
+                 "perf_event_open": (298, ctypes.create_string_buffer(128), 0, -1, -1, 0)}
+        for name, args in calls.items():
+            if libc.syscall(*args) >= 0:
+                return "ESCAPED " + name
+        return "A"
+        """), OK),
+    ("kernel", "netlink, vsock and packet sockets", _attempt("""
+        import socket
+        for family, kind in ((16, socket.SOCK_RAW), (40, socket.SOCK_STREAM),
+                             (17, socket.SOCK_RAW)):
+            try:
+                socket.socket(family, kind, 0)
+                return f"ESCAPED socket family {family}"
+            except OSError:
+                pass
+        return "A"
+        """), OK),
+    ("kernel", "the 32-bit syscall ABI around the filter", _attempt("""
+        import ctypes, mmap
+        page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(bytes([0xB8, 0x1A, 0, 0, 0, 0x31, 0xDB, 0xCD, 0x80, 0xC3]))  # i386 ptrace
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        result = ctypes.CFUNCTYPE(ctypes.c_long)(address)()
+        return f"ESCAPED int 0x80 returned {result}"
+        """), {"crashed"}),
+    ("kernel", "prlimit on the sandbox's init", _attempt("""
+        import resource
+        try:
+            resource.prlimit(1, resource.RLIMIT_NOFILE, (1, 1))
+            return "ESCAPED prlimit(1)"
+        except OSError:
+            return "A"
+        """), OK),
+    ("collusion", "read another program's kernel keys by serial", _attempt("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(248, b"user", b"cgr-key", b"x", 1, -3) >= 0:  # add_key to @u
+            return "ESCAPED add_key"
+        buffer = ctypes.create_string_buffer(256)
+        for serial in range(1, 2000):  # KEYCTL_READ of any key this uid can read
+            if libc.syscall(250, 11, serial, buffer, 256) >= 0:
+                return f"ESCAPED read key {serial}"
+        return "A"
+        """), OK),
+    ("collusion", "a covert channel through file locks", _attempt("""
+        import fcntl, os
+        fd = os.open("/usr/bin/env", os.O_RDONLY)
+        for name, lock in (("flock", lambda: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)),
+                           ("fcntl", lambda: fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB))):
+            try:
+                lock()
+                return "ESCAPED " + name
+            except OSError:
+                pass
+        return "A"
+        """), OK),
     # -- network ---------------------------------------------------------------------------------
     ("net", "reach the internet", _attempt("""
         import socket
