@@ -401,3 +401,64 @@ def test_statuses_are_the_parents_to_decide(program, status):
     assert result.status == status
     if status == "ok":
         assert result.answer == "B"
+
+
+RELAY = """
+import os, time
+def burn_then_hand_over(generations):
+    for _ in range(generations):
+        started = time.process_time()
+        while time.process_time() - started < 0.3:  # far below any per-process limit
+            pass
+        if os.fork():
+            os._exit(0)  # the fresh fork carries on
+    os._exit(0)
+def solve(item, solver):
+    for _ in range(2):
+        if os.fork() == 0:
+            burn_then_hand_over(100)
+    return [solver.ask(str(i)) for i in range(8)]
+"""
+
+
+def test_the_cpu_limit_holds_for_the_whole_sandbox_and_during_solver_waits():
+    """Forked children that hand over to fresh forks never reach a per-process limit, and the
+    program clock stops while the solver answers; the cgroup's CPU account stops neither."""
+    def slow(call):
+        time.sleep(0.5)
+        return {"value": "B"}
+
+    limits = SandboxLimits(wall_seconds=3, cpu_seconds=1, memory_bytes=256 << 20,
+                           processes=16, total_seconds=30)
+    result = run(RELAY, limits=limits, handle=slow)
+    if not result.isolation.endswith("cgroup"):
+        pytest.skip("no cgroup counts the sandbox's CPU here")
+    assert result.status == "timeout" and "CPU time" in result.message, result
+
+
+def test_the_memory_cap_is_memory_bytes_for_everything_the_program_holds():
+    """memfd pages are outside the address-space rlimit but charged to the program's cgroup:
+    what a program holds there (reported 16 MB at a time) stays under ``memory_bytes``."""
+    program = """
+import os
+def solve(item, solver):
+    held = []
+    while True:
+        fd = os.memfd_create("hold")
+        os.write(fd, b"x" * (16 << 20))
+        held.append(fd)
+        solver.ask(str(16 * len(held)))
+"""
+    reported = []
+
+    def note(call):
+        reported.append(int(call["prompt"]))
+        return {"value": "B"}
+
+    limits = SandboxLimits(wall_seconds=10, cpu_seconds=10, memory_bytes=256 << 20,
+                           processes=16)
+    result = run(program, limits=limits, handle=note)
+    if not result.isolation.endswith("cgroup"):
+        pytest.skip("no memory cgroup here")
+    assert result.status == "memory_limit", result
+    assert 128 <= max(reported) < 256, reported

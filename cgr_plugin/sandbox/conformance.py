@@ -396,6 +396,29 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
         while True:
             blocks.append(bytearray(64 << 20))
         """), {"memory_limit", "runtime_error", "crashed"}),
+    ("memory", "hold 1.5 times the cap in memfds", _attempt(f"""
+        import os
+        held = []
+        for _ in range({3 * LIMITS.memory_bytes >> 25}):  # 16 MB each, outside the rlimit
+            fd = os.memfd_create("hold")
+            os.write(fd, b"x" * (16 << 20))
+            held.append(fd)
+        return "ESCAPED held {3 * LIMITS.memory_bytes >> 21} MB"
+        """), {"memory_limit"}),
+    ("cpu", "children that hand their work to fresh forks", _attempt("""
+        import os, time
+        def relay():
+            while True:
+                started = time.process_time()
+                while time.process_time() - started < 0.3:
+                    pass
+                if os.fork():
+                    os._exit(0)
+        for _ in range(3):
+            if os.fork() == 0:
+                relay()
+        time.sleep(60)
+        """), {"timeout"}),
     ("memory", "memory bomb in a child process", _attempt("""
         import subprocess
         subprocess.run(["/usr/bin/python3", "-c", "x = bytearray(4 << 30)"])

@@ -18,6 +18,7 @@ import json
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,53 @@ class _Clock:
 
     def total_left(self, limits: SandboxLimits) -> float:
         return limits.total_limit - (time.perf_counter() - self.began)
+
+
+class _CpuAccount:
+    """The CPU time of everything in the program's cgroup since it started (solver waits
+    included: the program's other processes and threads keep running meanwhile), checked
+    every ``POLL`` seconds; where the group counts no CPU, only the rlimits hold."""
+
+    POLL = 0.1
+
+    def __init__(self, group: Cgroup | None, limit: float) -> None:
+        self.group, self.limit = group, limit
+        self.start = group.cpu_seconds() if group is not None else None
+        self.poll = self.POLL if self.start is not None else float("inf")
+
+    def used(self) -> float | None:
+        now = self.group.cpu_seconds() if self.group is not None else None
+        return None if now is None or self.start is None else now - self.start
+
+    def over(self) -> bool:
+        used = self.used()
+        return used is not None and used >= self.limit
+
+    @contextlib.contextmanager
+    def watching(self, stop: Any) -> Any:
+        """While the solver answers: ``stop()`` the sandbox if the CPU account runs out."""
+        if self.start is None:
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(self.POLL):
+                if self.over():
+                    stop()
+                    return
+
+        watcher = threading.Thread(target=watch, name="cgr-cpu-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
+    def message(self) -> str:
+        return (f"CPU time over {self.limit:g} s (all the program's processes together, solver "
+                "waits included)")
 
 
 class _Unread(Exception):
@@ -146,39 +194,47 @@ def _send(to_worker: int, message: dict[str, Any], timeout: float) -> None:
             continue
 
 
-def _converse(box: Box, channel: Channel, to_worker: IO[str], handle_call: HandleCall,
+def _converse(box: Box, channel: Channel, to_worker: int, handle_call: HandleCall,
               result: SandboxResult, clock: _Clock) -> None:
     """Answer the program's solver calls until its last word, its death or its time is up."""
     limits = box.limits
+    cpu = _CpuAccount(box.group, limits.cpu_seconds)
     started = time.perf_counter()
     while True:
-        remaining = limits.wall_seconds - clock.program
-        total = clock.total_left(limits)
-        try:
-            message = channel.next(max(min(remaining, total), 0.001))
-        except TimeoutError:
-            clock.program += time.perf_counter() - started
+        ran = clock.program + time.perf_counter() - started
+        remaining, total = limits.wall_seconds - ran, clock.total_left(limits)
+        if cpu.over() or remaining <= 0 or total <= 0:
+            clock.program = ran
             result.status = "timeout"
-            result.message = (f"program ran longer than {limits.wall_seconds:g} s"
-                              if remaining <= total else _over_total(limits))
+            result.message = (cpu.message() if cpu.over() else _over_total(limits)
+                              if total <= 0 else
+                              f"program ran longer than {limits.wall_seconds:g} s")
             return
+        try:
+            message = channel.next(max(min(remaining, total, cpu.poll), 0.001))
+        except TimeoutError:
+            continue
         clock.program += time.perf_counter() - started
         if message is None:  # the worker ended without a last word
             result.status, result.message = _death(box.wait(5), box.group, limits,
                                                    clock.program)
+            if cpu.over():
+                result.status, result.message = "timeout", cpu.message()
             return
         if message.get("type") != "call":
-            _last_word(message, limits, result)
+            _last_word(message, limits, result, cpu)
             return
         waited = time.perf_counter()
-        reply = handle_call(message)
+        with cpu.watching(box.stop):
+            reply = handle_call(message)
         clock.solver += time.perf_counter() - waited
         if reply.get("error") == "budget_exceeded":
             result.status = "budget_exceeded"
             result.message = "asked for more solver calls than the budget allows"
             return
-        if clock.total_left(limits) <= 0:
-            result.status, result.message = "timeout", _over_total(limits)
+        if cpu.over() or clock.total_left(limits) <= 0:
+            result.status = "timeout"
+            result.message = cpu.message() if cpu.over() else _over_total(limits)
             return
         started = time.perf_counter()  # a reply the program is slow to take is program time
         _send(to_worker, {**reply, "id": message.get("id")},
@@ -190,12 +246,17 @@ def _over_total(limits: SandboxLimits) -> str:
             "(solver waits included)")
 
 
-def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxResult) -> None:
-    """The worker's ``result`` or ``error``; anything else is the program forging messages."""
+def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxResult,
+               cpu: _CpuAccount) -> None:
+    """The worker's ``result`` or ``error``; anything else is the program forging messages
+    (so is a CPU ``timeout`` that this process's own CPU account does not bear out)."""
     kind = message.get("type")
+    used = cpu.used()
+    forged_timeout = (message.get("status") == "timeout" and used is not None
+                      and used < limits.cpu_seconds - 0.5)
     if kind == "result":
         result.status, result.answer = "ok", message.get("answer")
-    elif kind == "error" and message.get("status") in WORKER_STATUSES:
+    elif kind == "error" and message.get("status") in WORKER_STATUSES and not forged_timeout:
         result.status = message["status"]
         result.message = str(message.get("message"))[:2000]
         if message.get("traceback"):
