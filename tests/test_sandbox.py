@@ -395,6 +395,10 @@ def solve(item, solver):
     ("import os, json, sys\ndef solve(item, solver):\n    os.write(int(sys.argv[-1]), (json."
      "dumps({'type': 'error', 'status': 'budget_exceeded'}) + '\\n').encode())\n"
      "    os._exit(0)\n", "protocol_error"),
+    ("import os, json, sys\ndef solve(item, solver):\n    os.write(int(sys.argv[-1]), (json."
+     "dumps({'type': 'error', 'status': 'timeout'}) + '\\n').encode())\n"
+     "    os._exit(0)\n", "protocol_error"),  # no CPU spent: a forged timeout
+    ("def solve(item, solver):\n    return 'A'\nreturn 1\n", "syntax_error"),  # compiler's
 ])
 def test_statuses_are_the_parents_to_decide(program, status):
     result = run(program)

@@ -298,7 +298,8 @@ def main():
     source = init["program"]
     try:
         code = compile(source, "program.py", "exec")
-    except (SyntaxError, ValueError) as err:  # the parent's Python compiled it; this one not
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as err:
+        # the parent's Python compiled it (it decides syntax errors); this one cannot
         _send({"type": "error", "status": "runtime_error", "message": f"the sandbox's Python "
                f"cannot compile the program: {type(err).__name__}: {err}"[:2000], "output": ""})
         return

@@ -11,13 +11,40 @@ the function compiled from that definition.
 from __future__ import annotations
 
 import ast
+import gc
 import threading
 from dataclasses import dataclass
 
-__all__ = ["ENTRY_POINT", "Entry", "read_entry"]
+__all__ = ["ENTRY_POINT", "Entry", "parse_python", "read_entry"]
 
 ENTRY_POINT = "solve"
-_PARSE_LOCK = threading.Lock()  # CPython's parser is not safe from a few threads at once
+
+# CPython 3.11's parser keeps its recursion depth in shared state: two parses at once fail
+# with "SystemError: AST constructor recursion depth mismatch". That happens across threads
+# (programs of a pool) and within one: a garbage-collector finalizer that prints a traceback
+# (e.g. an async client's unretrieved task) parses source in the middle of another parse. So
+# every parse in cgr (extraction's and this one) holds this lock with the collector paused,
+# and a clash with a parse outside cgr's control is retried once.
+_PARSE_LOCK = threading.RLock()
+
+
+def parse_python(code: str, *, compiled: bool = False) -> ast.Module:
+    """``ast.parse(code)`` safely from any thread; ``compiled``: also compile the tree, which
+    finds what only the compiler sees (``return`` outside a function, ...)."""
+    with _PARSE_LOCK:
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            try:
+                tree = ast.parse(code, "program.py")
+            except SystemError:
+                tree = ast.parse(code, "program.py")
+            if compiled:
+                compile(tree, "program.py", "exec", dont_inherit=True)
+            return tree
+        finally:
+            if collecting:
+                gc.enable()
 
 
 @dataclass(frozen=True)
@@ -27,17 +54,10 @@ class Entry:
     line: int | None = None  # of the audited ``def solve``
 
 
-def _compile(program: str) -> ast.Module:
-    with _PARSE_LOCK:
-        tree = ast.parse(program, "program.py")
-        compile(tree, "program.py", "exec", dont_inherit=True)  # what only compiling finds
-    return tree
-
-
 def read_entry(program: str) -> Entry:
     """How ``program`` may run; never raises."""
     try:
-        tree = _compile(program)
+        tree = parse_python(program, compiled=True)
     except SyntaxError as err:
         return Entry("syntax_error", f"{err.msg} (line {err.lineno})")
     except (ValueError, RecursionError, MemoryError, SystemError, OverflowError) as err:
