@@ -332,3 +332,15 @@ def test_conformance_names_bad_arguments(capsys):
     assert "no-such-attack" in capsys.readouterr().err
     assert conformance.main(["--list"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(conformance.CATALOGUE)
+
+
+def test_v1_without_a_writable_cpuacct_still_caps_pids_and_memory(tmp_path, monkeypatch, caplog):
+    pids, memory, cpu = (tmp_path / name for name in ("pids", "memory", "cpuacct"))
+    for folder in (pids, memory):
+        folder.mkdir()
+    cpu.write_text("")  # a file, not a folder: no group can be made in it
+    monkeypatch.setattr(cgroups, "hierarchy", lambda: cgroups.Hierarchy(1, (pids, memory, cpu)))
+    monkeypatch.setattr(cgroups.CgroupV1, "_write_limits", lambda self, limits: None)
+    group = cgroups.new_cgroup(SandboxLimits())
+    assert [folder.parent for folder in group.dirs] == [pids, memory]
+    assert group.cpu_seconds() is None and "no CPU account" in caplog.text

@@ -306,14 +306,31 @@ def new_cgroup(limits: SandboxLimits) -> Cgroup:
     group = CgroupV1() if where.version == 1 else CgroupV2()
     name = f"cgr-{uuid.uuid4().hex[:12]}"
     try:
-        for root in where.roots:
-            (root / name).mkdir()
+        for number, root in enumerate(where.roots):
+            try:
+                (root / name).mkdir()
+            except OSError as err:
+                if number < 2 or where.version != 1:
+                    raise
+                _no_cpu_account(root, err)  # v1 cpuacct is optional: the rlimits still hold
+                break
             group.dirs.append(root / name)
         group.set_limits(limits)
     except OSError:
         group.remove()
         raise
     return group
+
+
+_UNCOUNTED: set[Path] = set()  # cpuacct roots already warned about
+
+
+def _no_cpu_account(root: Path, err: OSError) -> None:
+    if root in _UNCOUNTED:
+        return
+    _UNCOUNTED.add(root)
+    log.warning("cgroup v1: no CPU account for programs (cannot make a group in %s: %s); "
+                "CPU is limited per process only", root, err.strerror or err)
 
 
 def sweep_stale_cgroups() -> None:
