@@ -11,7 +11,8 @@ the budget itself; from here it takes only what a run can produce.
 Before the program runs, the worker installs a seccomp deny-list (``_seccomp``) that it and
 every process it starts keep: no new namespaces (user namespaces above all), io_uring,
 userfaultfd, bpf, kernel keys, perf events, ptrace, mounts, prlimit on other processes, file
-locks (a covert channel between concurrent programs), sockets other than unix/IPv4/IPv6.
+locks, leases, inotify, dnotify and mincore (covert channels between concurrent programs
+through the files they share), sockets other than unix/IPv4/IPv6.
 Only x86_64 has the table; elsewhere, and for any other ABI (x32, i386), it fails closed.
 
 The function that runs must be the audited one: the code object compiled from the module's
@@ -180,6 +181,8 @@ _DENIED = {  # x86_64 numbers of syscalls no program needs -> errno
     428: errno.EPERM, 429: errno.EPERM, 430: errno.EPERM, 431: errno.EPERM,  # pivot_root,
     432: errno.EPERM, 433: errno.EPERM, 442: errno.EPERM,  # chroot, the new mount API
     73: errno.EPERM,  # flock
+    253: errno.EPERM, 294: errno.EPERM, 27: errno.EPERM,  # inotify_init/_init1, mincore: they
+    # would show one program what another touches in the files all programs share (/usr)
     246: errno.EPERM, 320: errno.EPERM, 175: errno.EPERM, 313: errno.EPERM,  # kexec, modules
     176: errno.EPERM, 169: errno.EPERM, 167: errno.EPERM, 168: errno.EPERM,  # reboot, swap
     163: errno.EPERM, 179: errno.EPERM, 172: errno.EPERM, 173: errno.EPERM,  # acct, quotactl,
@@ -187,7 +190,8 @@ _DENIED = {  # x86_64 numbers of syscalls no program needs -> errno
 }
 _CLONE, _SOCKET, _SOCKETPAIR, _PRLIMIT64, _FCNTL = 56, 41, 53, 302, 72
 _SOCKET_FAMILIES = (1, 2, 10)  # AF_UNIX, AF_INET, AF_INET6
-_LOCK_COMMANDS = (5, 6, 7, 36, 37, 38)  # F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK/SETLK/SETLKW
+_LOCK_COMMANDS = (5, 6, 7, 36, 37, 38,  # F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK/SETLK/SETLKW
+                  1024, 1026)  # F_SETLEASE, F_NOTIFY
 
 
 def _op(code, k, jt=0, jf=0):

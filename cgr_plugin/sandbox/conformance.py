@@ -259,6 +259,24 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
                 pass
         return "A"
         """), OK),
+    ("collusion", "watch the shared files for another program's accesses", _attempt("""
+        import ctypes, fcntl, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.inotify_init1(0) >= 0:
+            return "ESCAPED inotify"
+        try:
+            fcntl.fcntl(os.open("/usr/bin", os.O_RDONLY), 1026, 0x80000001)  # F_NOTIFY
+            return "ESCAPED dnotify"
+        except OSError:
+            pass
+        libc.mmap.restype = ctypes.c_void_p
+        address = libc.mmap(None, ctypes.c_size_t(4096), 1, 1,  # PROT_READ, MAP_SHARED
+                            os.open("/usr/bin/env", os.O_RDONLY), ctypes.c_long(0))
+        if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(4096),
+                        ctypes.create_string_buffer(1)) == 0:
+            return "ESCAPED mincore: which shared pages are cached"
+        return "A"
+        """), OK),
     # -- network ---------------------------------------------------------------------------------
     ("net", "reach the internet", _attempt("""
         import socket
