@@ -208,8 +208,13 @@ def _on_arg(number, arg, tests, otherwise):
     return [_op(_JEQ, number, 0, len(body)), *body]
 
 
+_FILTER = []  # the built filter, once per process (a warm zygote builds it before forking)
+
+
 def _seccomp_filter():
     """The deny-list as a classic BPF program (bytes, instruction count)."""
+    if _FILTER:
+        return _FILTER[0]
     deny = 0x00050000  # SECCOMP_RET_ERRNO
     ops = [_op(_LD_ABS, 4), _op(_JEQ, _AUDIT_ARCH_X86_64, 1, 0), _op(_RET, _KILL),
            _op(_LD_ABS, 0), _op(_JGE, 0x40000000, 0, 1), _op(_RET, _KILL)]  # no x32 ABI
@@ -223,7 +228,8 @@ def _seccomp_filter():
     ops += _on_arg(_FCNTL, 1, [(_JEQ, cmd, deny | errno.EPERM) for cmd in _LOCK_COMMANDS],
                    _ALLOW)
     ops.append(_op(_RET, _ALLOW))
-    return b"".join(ops), len(ops)
+    _FILTER.append((b"".join(ops), len(ops)))
+    return _FILTER[0]
 
 
 class _Program(ctypes.Structure):

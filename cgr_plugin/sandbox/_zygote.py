@@ -229,6 +229,7 @@ def _warm_up():
     Item(init["item"])
     Solver(init["seed"]).pick({"A": 1.0, "B": 1.0})
     _Capped(init["limits"]["output_chars"]).write("x")
+    _seccomp_filter()  # built once, here; installed by each worker before its program
     json.dumps({"type": "call", "kind": "ask", "prompt": "x", "max_tokens": 8})
 
 
