@@ -218,7 +218,7 @@ def _converse(box: Box, channel: Channel, to_worker: int, handle_call: HandleCal
         if message is None:  # the worker ended without a last word
             result.status, result.message = _death(box.wait(5), box.group, limits,
                                                    clock.program)
-            if cpu.over():
+            if result.status != "memory_limit" and cpu.over():
                 result.status, result.message = "timeout", cpu.message()
             return
         if message.get("type") != "call":
