@@ -208,7 +208,7 @@ def _on_arg(number, arg, tests, otherwise):
     return [_op(_JEQ, number, 0, len(body)), *body]
 
 
-_FILTER = []  # the built filter, once per process (a warm zygote builds it before forking)
+_FILTER = []  # the built filter (a warm zygote builds it before forking), then "installed"
 
 
 def _seccomp_filter():
@@ -237,7 +237,10 @@ class _Program(ctypes.Structure):
 
 
 def _seccomp():
-    """Install the deny-list for this process and all it starts; OSError where it cannot."""
+    """Install the deny-list for this process and all it starts, once; OSError where it
+    cannot. (A warm worker installs it before it waits for its program: off the clock.)"""
+    if _FILTER[1:]:
+        return  # installed already
     if os.uname().machine != "x86_64":
         raise OSError(errno.ENOSYS, "the seccomp deny-list is for x86_64 only")
     code, count = _seccomp_filter()
@@ -252,6 +255,7 @@ def _seccomp():
         if libc.prctl(option, first, second, zero, zero) != 0:
             number = ctypes.get_errno()
             raise OSError(number, f"seccomp: {os.strerror(number)}")
+    _FILTER.append("installed")
 
 
 def _traceback(err):

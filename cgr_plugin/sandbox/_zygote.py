@@ -25,8 +25,8 @@ worker output, stdout, stderr, control socket). Per request:
   restores the signal dispositions the zygote started with, says ``W``, puts /dev/null,
   stdout, stderr, worker input and worker output on descriptors 0-4 (argv ``-c 3 4``, as a
   cold worker's) and closes the rest, the control socket included, runs what a program's start
-  runs once without a program (so that its first-touch costs are paid ahead of time), then
-  waits in ``main()`` for the parent's ``init``.
+  runs once without a program (so that its first-touch costs are paid ahead of time), installs
+  the seccomp deny-list, then waits in ``main()`` for the parent's ``init``.
 
 Errors before W is ready are sent as ``E<text>``.
 """
@@ -202,6 +202,8 @@ def _work(ctl, fds, dispositions):
         _close_all_but(range(5))
         sys.argv[:] = ["-c", "3", "4"]
         _warm_up()
+        with contextlib.suppress(OSError):  # if it fails, main() fails closed before the program
+            _seccomp()
         _serve(3, 4)
     finally:
         os._exit(1)  # _serve exits by itself; this only keeps an error from reaching the zygote

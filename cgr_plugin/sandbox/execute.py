@@ -105,25 +105,52 @@ class _CpuAccount:
         if self.start is None:
             yield
             return
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.wait(self.POLL):
-                if self.over():
-                    stop()
-                    return
-
-        watcher = threading.Thread(target=watch, name="cgr-cpu-watch", daemon=True)
-        watcher.start()
+        token = object()
+        _WATCHDOG.watch(token, self, stop)
         try:
             yield
         finally:
-            done.set()
-            watcher.join()
+            _WATCHDOG.unwatch(token)
 
     def message(self) -> str:
         return (f"CPU time over {self.limit:g} s (all the program's processes together, solver "
                 "waits included)")
+
+
+class _Watchdog:
+    """One thread for every program waiting for the solver: every ``POLL`` seconds it stops
+    those whose CPU account has run out (threads and children keep running meanwhile)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watched: dict[object, tuple[_CpuAccount, Any]] = {}
+        self.thread: threading.Thread | None = None
+
+    def watch(self, token: object, cpu: _CpuAccount, stop: Any) -> None:
+        with self.lock:
+            self.watched[token] = (cpu, stop)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="cgr-cpu-watchdog",
+                                               daemon=True)
+                self.thread.start()
+
+    def unwatch(self, token: object) -> None:
+        """After this returns, ``token``'s sandbox is never stopped by the watchdog."""
+        with self.lock:
+            self.watched.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(_CpuAccount.POLL)
+            with self.lock:
+                for token, (cpu, stop) in list(self.watched.items()):
+                    if cpu.over():
+                        del self.watched[token]
+                        with contextlib.suppress(Exception):
+                            stop()
+
+
+_WATCHDOG = _Watchdog()
 
 
 class _Unread(Exception):
