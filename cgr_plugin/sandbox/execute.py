@@ -90,14 +90,21 @@ class _CpuAccount:
         self.group, self.limit = group, limit
         self.start = group.cpu_seconds() if group is not None else None
         self.poll = self.POLL if self.start is not None else float("inf")
+        self.read_at, self.spent = time.monotonic(), False
 
     def used(self) -> float | None:
+        """CPU seconds used so far (read now)."""
         now = self.group.cpu_seconds() if self.group is not None else None
         return None if now is None or self.start is None else now - self.start
 
     def over(self) -> bool:
-        used = self.used()
-        return used is not None and used >= self.limit
+        """Whether the account has run out (read at most every ``POLL`` seconds)."""
+        if self.start is None or self.spent:
+            return self.spent
+        if time.monotonic() - self.read_at >= self.POLL:
+            used = self.used()
+            self.read_at, self.spent = time.monotonic(), used is not None and used >= self.limit
+        return self.spent
 
     @contextlib.contextmanager
     def watching(self, stop: Any) -> Any:
@@ -278,9 +285,8 @@ def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxRe
     """The worker's ``result`` or ``error``; anything else is the program forging messages
     (so is a CPU ``timeout`` that this process's own CPU account does not bear out)."""
     kind = message.get("type")
-    used = cpu.used()
-    forged_timeout = (message.get("status") == "timeout" and used is not None
-                      and used < limits.cpu_seconds - 0.5)
+    used = cpu.used() if message.get("status") == "timeout" else None
+    forged_timeout = used is not None and used < limits.cpu_seconds - 0.5
     if kind == "result":
         result.status, result.answer = "ok", message.get("answer")
     elif kind == "error" and message.get("status") in WORKER_STATUSES and not forged_timeout:
