@@ -15,7 +15,10 @@ that all three see the same machine load (machines here are shared):
 - bare: ``python3 -I -S -c`` running the same program with no isolation and no solver channel.
 
 and prints the median and p90 wall time per program of each, the ratios, and whether the
-targets hold (warm median <= 10 ms, and <= half the bare interpreter's median).
+targets hold (warm median <= 10 ms, and <= half the bare interpreter's median). Both sandboxes
+include the seccomp deny-list each worker installs before its program; its own cost is
+measured apart, in forked children of one bare interpreter: installing it, and the extra time
+of a cheap syscall (getppid) under it.
 
 Run: python benchmarks/sandbox_overhead.py [N]
 """
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from cgr_plugin.sandbox.bwrap import WORKER
 from cgr_plugin.sandbox.runner import WARM_ENV, isolation_level, run_program
 
 PROGRAM = """
@@ -70,6 +74,40 @@ def bare() -> None:
     subprocess.run([sys.executable, "-I", "-S", "-c", BARE], check=True, capture_output=True)
 
 
+SECCOMP_COST = """
+import os, time
+def syscalls(n=20000):
+    started = time.perf_counter()
+    for _ in range(n):
+        os.getppid()
+    return (time.perf_counter() - started) / n
+rows = []
+for _ in range({n}):
+    read, write = os.pipe()
+    if os.fork() == 0:
+        before = syscalls()
+        started = time.perf_counter()
+        _seccomp()
+        installed = time.perf_counter() - started
+        os.write(write, f"{{installed}} {{syscalls() - before}}".encode())
+        os._exit(0)
+    os.close(write)
+    rows.append([float(x) for x in os.read(read, 100).split()])
+    os.wait()
+rows.sort()
+print(rows[len(rows) // 2][0], sorted(r[1] for r in rows)[len(rows) // 2])
+"""
+
+
+def seccomp_cost(n: int) -> tuple[float, float]:
+    """Median seconds to install the worker's seccomp filter, and per filtered syscall."""
+    worker = WORKER.read_text(encoding="utf-8").split("\ndef main():")[0]
+    shown = subprocess.run([sys.executable, "-I", "-S", "-c",
+                            worker + SECCOMP_COST.format(n=n)],
+                           check=True, capture_output=True, text=True).stdout.split()
+    return float(shown[0]), float(shown[1])
+
+
 def p90(times: list[float]) -> float:
     return times[int(0.9 * (len(times) - 1))]
 
@@ -99,6 +137,9 @@ def main() -> None:
           f"{'met' if 1000 * warm <= TARGET_MS else 'NOT met'} ({1000 * warm:.1f} ms)")
     print(f"target warm median <= half the bare interpreter's: "
           f"{'met' if warm <= fresh / 2 else 'NOT met'} ({warm / fresh:.2f}x)")
+    install, per_call = seccomp_cost(max(n, 20))
+    print(f"seccomp deny-list: {1e6 * install:.0f} us to install per program, "
+          f"{1e9 * per_call:+.0f} ns per syscall under it")
 
 
 if __name__ == "__main__":

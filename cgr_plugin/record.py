@@ -40,7 +40,8 @@ COMMON_STATUSES = ("ok", "invalid", "error", "prompt_too_long", "not_run")
 # the generator's prompt too long included; the generator channel then says prompt_too_long).
 ASSISTED_STATUSES = ("ok", "generator_error", "no_code", "syntax_error", "missing_entry",
                      "runtime_error", "timeout", "memory_limit", "budget_exceeded", "crashed",
-                     "protocol_error", "invalid_answer", "uninformative", "not_run")
+                     "protocol_error", "invalid_answer", "uninformative", "entry_mismatch",
+                     "not_run")
 # Generator channel: what became of the generator's GENERATOR_ANSWER constant.
 GENERATOR_STATUSES = ("ok", "missing", "placeholder", "invalid", "no_code", "syntax_error",
                       "error", "prompt_too_long", "not_run")

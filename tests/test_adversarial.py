@@ -78,3 +78,10 @@ def test_the_documented_containment_figure_is_this_catalogue():
     n = len(CATALOGUE)
     assert f"adversarial programs contained: **{n}/{n}**" in doc
     assert len({a.category for a in CATALOGUE}) >= 10  # every category of the issue
+
+
+@pytest.mark.parametrize("name", ["an answer JSON cannot encode", "a lone surrogate as the answer"])
+def test_an_answer_no_record_can_hold_is_an_invalid_answer(name):
+    assisted, _ = _run(conformance.attack(name).program)
+    assert assisted.status == "invalid_answer", (assisted.status, assisted.error)
+    assisted.error.encode("utf-8")  # storable: no lone surrogate left

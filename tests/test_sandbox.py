@@ -309,3 +309,160 @@ def solve(item, solver):
 """
     result = run(program, handle=budget_of_three)
     assert result.status == "budget_exceeded" and len(calls) == 4
+
+
+def test_a_program_that_stops_reading_its_replies_cannot_hang_the_parent():
+    """Its input pipe shrunk to one page and a reply far larger: the reply is written without
+    blocking, and the program ends at its deadline instead of the parent hanging forever."""
+    program = """
+import fcntl, json, os, sys, time
+def solve(item, solver):
+    fcntl.fcntl(int(sys.argv[-2]), 1031, 4096)  # F_SETPIPE_SZ
+    os.write(int(sys.argv[-1]), (json.dumps({"type": "call", "id": 1, "kind": "ask",
+                                             "prompt": "x"}) + "\\n").encode())
+    time.sleep(60)
+"""
+    started = time.monotonic()
+    result = run(program, handle=lambda call: {"value": "B" * 200_000})
+    assert result.status == "protocol_error" and "stopped reading" in result.message
+    assert time.monotonic() - started < FAST.wall_seconds + 3
+
+
+def test_the_total_wall_limit_counts_solver_waits():
+    def slow(call):
+        time.sleep(0.4)
+        return {"value": "B"}
+
+    limits = SandboxLimits(wall_seconds=3, cpu_seconds=3, memory_bytes=256 << 20,
+                           processes=16, total_seconds=1.5)
+    program = "def solve(item, solver):\n    while True:\n        solver.ask('x')\n"
+    started = time.monotonic()
+    result = run(program, limits=limits, handle=slow)
+    assert result.status == "timeout" and "total wall limit" in result.message
+    assert time.monotonic() - started < 4
+
+
+def test_a_signal_during_a_solver_call_does_not_shift_later_replies():
+    program = """
+import signal
+class Interrupted(Exception):
+    pass
+def on_alarm(signum, frame):
+    raise Interrupted
+def solve(item, solver):
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        solver.ask("slow")
+    except Interrupted:
+        pass
+    return [solver.ask(str(i)) for i in range(3)]
+"""
+
+    def echo(call):
+        if call["prompt"] == "slow":
+            time.sleep(0.5)
+        return {"value": call["prompt"]}
+
+    result = run(program, handle=echo)
+    assert (result.status, result.answer) == ("ok", ["0", "1", "2"])
+
+
+def test_whatever_a_program_sends_comes_back_as_valid_utf8():
+    program = """
+import sys
+def solve(item, solver):
+    print("\\ud800 out \\udcff")
+    sys.__stderr__.write("\\udc80")
+    solver.ask("\\udfff prompt")
+    raise ValueError("\\ud800 message")
+"""
+    prompts = []
+    result = run(program, handle=lambda call: prompts.append(call["prompt"]) or {"value": "B"})
+    assert result.status == "runtime_error"
+    for text in (result.output, result.message, result.traceback, *prompts):
+        text.encode("utf-8")  # raises for a lone surrogate
+    assert "\ufffd out \ufffd" in result.output and prompts == ["\ufffd prompt"]
+
+
+@pytest.mark.parametrize(("program", "status"), [
+    ("def solve(item, solver):\n    return 'A'\nsolve = lambda item, solver: 'B'\n",
+     "entry_mismatch"),
+    ("import functools\n@functools.lru_cache\ndef solve(item, solver):\n    return 'A'\n",
+     "entry_mismatch"),
+    ("def solve(item, solver):\n    return 'A'\ndef solve(item, solver):\n    return 'B'\n",
+     "ok"),  # the last definition is the one audited and the one that runs
+    ("import os, json, sys\ndef solve(item, solver):\n    os.write(int(sys.argv[-1]), (json."
+     "dumps({'type': 'error', 'status': 'budget_exceeded'}) + '\\n').encode())\n"
+     "    os._exit(0)\n", "protocol_error"),
+    ("import os, json, sys\ndef solve(item, solver):\n    os.write(int(sys.argv[-1]), (json."
+     "dumps({'type': 'error', 'status': 'timeout'}) + '\\n').encode())\n"
+     "    os._exit(0)\n", "protocol_error"),  # no CPU spent: a forged timeout
+    ("def solve(item, solver):\n    return 'A'\nreturn 1\n", "syntax_error"),  # compiler's
+])
+def test_statuses_are_the_parents_to_decide(program, status):
+    result = run(program)
+    assert result.status == status
+    if status == "ok":
+        assert result.answer == "B"
+
+
+RELAY = """
+import os, time
+def burn_then_hand_over(generations):
+    for _ in range(generations):
+        started = time.process_time()
+        while time.process_time() - started < 0.3:  # far below any per-process limit
+            pass
+        if os.fork():
+            os._exit(0)  # the fresh fork carries on
+    os._exit(0)
+def solve(item, solver):
+    for _ in range(2):
+        if os.fork() == 0:
+            burn_then_hand_over(100)
+    return [solver.ask(str(i)) for i in range(8)]
+"""
+
+
+def test_the_cpu_limit_holds_for_the_whole_sandbox_and_during_solver_waits():
+    """Forked children that hand over to fresh forks never reach a per-process limit, and the
+    program clock stops while the solver answers; the cgroup's CPU account stops neither."""
+    def slow(call):
+        time.sleep(0.5)
+        return {"value": "B"}
+
+    limits = SandboxLimits(wall_seconds=3, cpu_seconds=1, memory_bytes=256 << 20,
+                           processes=16, total_seconds=30)
+    result = run(RELAY, limits=limits, handle=slow)
+    if not result.isolation.endswith("cgroup"):
+        pytest.skip("no cgroup counts the sandbox's CPU here")
+    assert result.status == "timeout" and "CPU time" in result.message, result
+
+
+def test_the_memory_cap_is_memory_bytes_for_everything_the_program_holds():
+    """memfd pages are outside the address-space rlimit but charged to the program's cgroup:
+    what a program holds there (reported 16 MB at a time) stays under ``memory_bytes``."""
+    program = """
+import os
+def solve(item, solver):
+    held = []
+    while True:
+        fd = os.memfd_create("hold")
+        os.write(fd, b"x" * (16 << 20))
+        held.append(fd)
+        solver.ask(str(16 * len(held)))
+"""
+    reported = []
+
+    def note(call):
+        reported.append(int(call["prompt"]))
+        return {"value": "B"}
+
+    limits = SandboxLimits(wall_seconds=10, cpu_seconds=10, memory_bytes=256 << 20,
+                           processes=16)
+    result = run(program, limits=limits, handle=note)
+    if not result.isolation.endswith("cgroup"):
+        pytest.skip("no memory cgroup here")
+    assert result.status == "memory_limit", result
+    assert 128 <= max(reported) < 256, reported

@@ -199,7 +199,12 @@ def test_a_hybrid_host_uses_its_v1_pids_and_memory_hierarchies():
     found = cgroups.find_hierarchy("8:pids:/\n4:memory:/jobs/7\n2:cpu,cpuacct:/\n0::/\n",
                                    V1_MOUNTS)
     assert found == cgroups.Hierarchy(1, (cgroups.Path("/sys/fs/cgroup/pids"),
-                                          cgroups.Path("/sys/fs/cgroup/memory/jobs/7")))
+                                          cgroups.Path("/sys/fs/cgroup/memory/jobs/7"),
+                                          cgroups.Path("/sys/fs/cgroup/cpu,cpuacct")))
+    assert found.memory_root == cgroups.Path("/sys/fs/cgroup/memory/jobs/7")
+    without_cpu = "\n".join(line for line in V1_MOUNTS.splitlines() if "cpuacct" not in line)
+    assert cgroups.find_hierarchy("8:pids:/\n4:memory:/jobs/7\n0::/\n", without_cpu).roots == (
+        cgroups.Path("/sys/fs/cgroup/pids"), cgroups.Path("/sys/fs/cgroup/memory/jobs/7"))
 
 
 def test_a_v2_only_host_is_found_and_used():
@@ -231,7 +236,11 @@ def test_v2_caps_and_oom_counter_are_read_and_written_in_v2_files(tmp_path):
     group.dirs.append(tmp_path)
     group.set_limits(SandboxLimits(processes=7, memory_bytes=100 << 20))
     assert (tmp_path / "pids.max").read_text() == "7"
-    assert (tmp_path / "memory.max").read_text() == str(200 << 20)
+    assert (tmp_path / "memory.max").read_text() == str(100 << 20)  # the cap as documented
+    assert (tmp_path / "memory.swap.max").read_text() == "0"
+    assert group.cpu_seconds() is None  # no cpu.stat: no CPU account
+    (tmp_path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    assert group.cpu_seconds() == 2.5
     (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
     assert not group.oom_killed()
     (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n")
@@ -319,7 +328,19 @@ def test_conformance_passes_the_builtin_sandbox_from_the_command_line():
 def test_conformance_names_bad_arguments(capsys):
     assert conformance.main(["no-such-sandbox"]) == 2
     assert "no-such-sandbox" in capsys.readouterr().err
-    assert conformance.main(["bwrap", "--only", "no-such-attack"]) == 2
+    assert conformance.main(["bwrap", "--only", "no-such-attack"]) == 2  # before anything runs
     assert "'no-such-attack': no such attack or category" in capsys.readouterr().err
     assert conformance.main(["--list"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(conformance.CATALOGUE)
+
+
+def test_v1_without_a_writable_cpuacct_still_caps_pids_and_memory(tmp_path, monkeypatch, caplog):
+    pids, memory, cpu = (tmp_path / name for name in ("pids", "memory", "cpuacct"))
+    for folder in (pids, memory):
+        folder.mkdir()
+    cpu.write_text("")  # a file, not a folder: no group can be made in it
+    monkeypatch.setattr(cgroups, "hierarchy", lambda: cgroups.Hierarchy(1, (pids, memory, cpu)))
+    monkeypatch.setattr(cgroups.CgroupV1, "_write_limits", lambda self, limits: None)
+    group = cgroups.new_cgroup(SandboxLimits())
+    assert [folder.parent for folder in group.dirs] == [pids, memory]
+    assert group.cpu_seconds() is None and "no CPU account" in caplog.text

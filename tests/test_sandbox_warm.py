@@ -243,7 +243,7 @@ def solve(item, solver):
     assert result.status == "ok", result
     assert seen, "no pids cgroup held the program's processes"
     assert sorted(seen["procs"]) == sorted(seen["memory_procs"])
-    assert seen["memory_max"] == 2 * FAST.memory_bytes
+    assert seen["memory_max"] == FAST.memory_bytes  # the documented cap, for all together
     assert len(seen["program"]) == 4  # the worker and its three children
     try:
         left = (seen["folder"] / "cgroup.procs").read_text().split()
@@ -345,7 +345,7 @@ def solve(item, solver):
 def test_eight_threads_at_once_get_their_own_results(start):
     """Eight programs in flight together (a barrier holds every first call until all eight
     have made one), each answering from its own item and its own solver replies, each in
-    namespaces and a session keyring of its own."""
+    namespaces of its own, none with a way to the kernel's keys (keyctl is refused)."""
     barrier = threading.Barrier(8, timeout=60)
     program = """
 import os
@@ -388,8 +388,8 @@ def solve(item, solver):
         assert len(set(seen)) == 8, (space, seen)
         assert os.readlink(f"/proc/self/ns/{space}") not in seen
     keyrings = [result.answer[4].get("keyring") for result in results.values()]
-    if keyrings[0] is not None:  # a session keyring of its own, as bubblewrap gives
-        assert len(set(keyrings)) == 8 and all(k > 0 for k in keyrings), keyrings
+    if keyrings[0] is not None:  # the seccomp filter refuses keyctl to every program
+        assert keyrings == [-1] * 8, keyrings
 
 
 def test_budget_and_timeouts_still_apply_when_warm(start):

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import ast
 import difflib
-import gc
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..record import HARD_CODED, hard_coded
+from ..sandbox.entry import parse_python
 
 __all__ = ["ENTRY_POINT", "Program", "audit_program", "extract_program", "read_constants"]
 
@@ -47,27 +46,8 @@ def _blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
 
 
-# CPython 3.11's parser keeps its recursion depth in shared state: two parses at once fail
-# with "SystemError: AST constructor recursion depth mismatch". That happens across threads
-# (programs of a pool) and within one: a garbage-collector finalizer that prints a traceback
-# (e.g. an async client's unretrieved task) parses source in the middle of another parse. So
-# every parse in cgr holds one lock with the collector paused, and a clash with a parse outside
-# cgr's control is retried once.
-_PARSE_LOCK = threading.RLock()
-
-
 def _parse(code: str) -> ast.Module:
-    with _PARSE_LOCK:
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            try:
-                return ast.parse(code)
-            except SystemError:
-                return ast.parse(code)
-        finally:
-            if collecting:
-                gc.enable()
+    return parse_python(code)  # one lock for every parse in cgr (see there why)
 
 
 def _parses(code: str) -> ast.Module | None:

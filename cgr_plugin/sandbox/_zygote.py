@@ -14,7 +14,8 @@ worker output, stdout, stderr, control socket). Per request:
   every process S starts is born there. It unshares a cgroup namespace rooted there, forks I
   and waits for it.
 - I is PID 1 of the new PID namespace: it dies with S (PDEATHSIG), starts a new session,
-  mounts a fresh /proc (its own PID namespace only) with /proc/sys read-only over it, a private
+  mounts a fresh /proc (its own PID namespace only; /proc/cmdline hidden) with /proc/sys
+  read-only over it, a private
   size-capped /tmp, a fresh /dev/pts; brings loopback up; becomes non-dumpable (the program
   cannot ptrace it); then drops every capability (bounding, ambient, effective, permitted,
   inheritable) with no_new_privs set, says ``G``, and forks W. Like bubblewrap's init it reaps
@@ -24,8 +25,8 @@ worker output, stdout, stderr, control socket). Per request:
   restores the signal dispositions the zygote started with, says ``W``, puts /dev/null,
   stdout, stderr, worker input and worker output on descriptors 0-4 (argv ``-c 3 4``, as a
   cold worker's) and closes the rest, the control socket included, runs what a program's start
-  runs once without a program (so that its first-touch costs are paid ahead of time), then
-  waits in ``main()`` for the parent's ``init``.
+  runs once without a program (so that its first-touch costs are paid ahead of time), installs
+  the seccomp deny-list, then waits in ``main()`` for the parent's ``init``.
 
 Errors before W is ready are sent as ``E<text>``.
 """
@@ -155,6 +156,7 @@ def _init(ctl, request, fds, dispositions, alive_r):
             signal.signal(number, signal.SIG_DFL)  # PID 1 ignores default-action signals
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        _mount("/dev/null", "/proc/cmdline", None, _MS_BIND)  # the host's boot arguments
         _mount("/proc/sys", "/proc/sys", None, _MS_BIND | _MS_REC)
         _mount(None, "/proc/sys", None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID
                | _MS_NODEV | _MS_NOEXEC)
@@ -200,6 +202,8 @@ def _work(ctl, fds, dispositions):
         _close_all_but(range(5))
         sys.argv[:] = ["-c", "3", "4"]
         _warm_up()
+        with contextlib.suppress(OSError):  # if it fails, main() fails closed before the program
+            _seccomp()
         _serve(3, 4)
     finally:
         os._exit(1)  # _serve exits by itself; this only keeps an error from reaching the zygote
@@ -227,6 +231,7 @@ def _warm_up():
     Item(init["item"])
     Solver(init["seed"]).pick({"A": 1.0, "B": 1.0})
     _Capped(init["limits"]["output_chars"]).write("x")
+    _seccomp_filter()  # built once, here; installed by each worker before its program
     json.dumps({"type": "call", "kind": "ask", "prompt": "x", "max_tokens": 8})
 
 

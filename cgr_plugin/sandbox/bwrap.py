@@ -8,7 +8,9 @@ root-only files. The program's Python has no site-packages: standard library onl
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from .interface import SandboxLimits
@@ -44,11 +46,23 @@ def worker_args(read_fd: int, write_fd: int, source: str | None = None) -> list[
     return [python(), "-I", "-S", "-c", source, str(read_fd), str(write_fd)]
 
 
+@lru_cache(maxsize=1)
+def disables_userns() -> bool:
+    """Whether this bubblewrap has ``--disable-userns`` (0.8.0 and later)."""
+    try:
+        shown = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in shown.stdout + shown.stderr
+
+
 def bwrap_command(worker: list[str], limits: SandboxLimits, *, warm: bool = False
                   ) -> list[str]:
     """The sandbox command. ``warm``: the zygote's, which leaves /proc fully visible (no
     read-only /proc/sys over it: a nested user namespace may only mount a fresh /proc where one
-    is) and /tmp an empty read-only folder; each forked sandbox mounts both for itself."""
+    is) and /tmp an empty read-only folder; each forked sandbox mounts both for itself (and
+    creates its own user namespace, so only a cold sandbox gets ``--disable-userns``).
+    The host's boot arguments (/proc/cmdline) are hidden."""
     cmd = [*drop_privileges(), "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
            "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
     for link in ("lib", "lib64", "bin", "sbin"):
@@ -56,8 +70,12 @@ def bwrap_command(worker: list[str], limits: SandboxLimits, *, warm: bool = Fals
             cmd += ["--symlink", f"usr/{link}", f"/{link}"]
     if warm:
         cmd += ["--proc", "/proc", "--dev", "/dev", "--dir", "/tmp"]
-    else:
-        cmd += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
+    else:  # no user namespace inside the sandbox (the worker's seccomp filter denies it too)
+        if disables_userns():
+            at = cmd.index("--unshare-all") + 1
+            cmd[at:at] = ["--unshare-user", "--disable-userns"]
+        cmd += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
+                "--ro-bind", "/dev/null", "/proc/cmdline", "--dev", "/dev",
                 "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     root = Path(worker[0]).resolve().parent.parent
     if not str(root).startswith("/usr"):

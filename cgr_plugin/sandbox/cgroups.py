@@ -1,5 +1,6 @@
-"""A cgroup per program, capping the processes and memory of everything the program runs, on
-cgroup v1 (a ``pids`` and a ``memory`` hierarchy) or v2 (one unified hierarchy).
+"""A cgroup per program, capping the processes and memory of everything the program runs and
+counting its CPU time, on cgroup v1 (a ``pids`` and a ``memory`` hierarchy, and ``cpuacct``
+where mounted) or v2 (one unified hierarchy; ``cpu.stat`` counts CPU in every group).
 
 Where the groups go is read from ``/proc/self/cgroup`` and ``/proc/self/mountinfo``: the v1
 ``pids`` and ``memory`` hierarchies when both are mounted (hybrid hosts included), else the v2
@@ -10,9 +11,12 @@ without processes share controllers) and it is the only process there, cgr first
 into a child group ``cgr-host`` (what systemd asks of delegated services). Anything else is
 reported once, with the reason, and programs get rlimits only (isolation ``bwrap``).
 
-Per program, v1: ``pids.max``, ``memory.limit_in_bytes``, ``memory.oom_control``'s
-``oom_kill``; v2: ``pids.max``, ``memory.max``, ``memory.events``' ``oom_kill`` and
-``cgroup.kill``. The memory cap is twice the per-process address-space rlimit.
+Per program, v1: ``pids.max``, ``memory.limit_in_bytes`` (and ``memory.memsw.limit_in_bytes``
+where swap is accounted), ``memory.oom_control``'s ``oom_kill``, ``cpuacct.usage``; v2:
+``pids.max``, ``memory.max``, ``memory.swap.max`` (0), ``memory.events``' ``oom_kill``,
+``cpu.stat``'s ``usage_usec`` and ``cgroup.kill``. The memory cap is ``memory_bytes``, the same
+as the per-process address-space rlimit: it holds for everything the program's processes hold
+together (heap, memfd and shared memory, files in its /tmp), not per process.
 """
 
 from __future__ import annotations
@@ -34,19 +38,21 @@ __all__ = ["Cgroup", "CgroupV1", "CgroupV2", "Hierarchy", "cgroup_problem", "fin
 
 log = logging.getLogger(__name__)
 V1_CONTROLLERS = ("pids", "memory")
+V1_CPU = "cpuacct"  # optional: counts the CPU time of the whole group
 HOST_GROUP = "cgr-host"  # where cgr moves itself on v2, when it must (see the module's text)
 
 
 @dataclass(frozen=True)
 class Hierarchy:
-    """Where program groups are made: v1, one folder per controller (pids, memory); v2, one."""
+    """Where program groups are made: v1, one folder per controller (pids, memory, then
+    cpuacct where mounted); v2, one."""
 
     version: int
     roots: tuple[Path, ...]
 
     @property
     def memory_root(self) -> Path:
-        return self.roots[-1]
+        return self.roots[1] if self.version == 1 else self.roots[0]
 
 
 def _unescape(path: str) -> str:
@@ -77,6 +83,16 @@ def _inside(mount_root: str, mount_point: str, path: str) -> Path | None:
     return Path(mount_point) / path[len(root):].lstrip("/")
 
 
+def _v1_folder(mounts: list[tuple[str, str, str, set[str]]], v1: dict[str, str],
+               controller: str) -> Path | None:
+    for root, point, kind, options in mounts:
+        if kind == "cgroup" and controller in options and controller in v1:
+            folder = _inside(root, point, v1[controller])
+            if folder is not None:
+                return folder
+    return None
+
+
 def find_hierarchy(proc_cgroup: str, mountinfo: str) -> Hierarchy | str:
     """Where this process's program groups go, from the two files' text; or why nowhere."""
     v1: dict[str, str] = {}
@@ -89,16 +105,10 @@ def find_hierarchy(proc_cgroup: str, mountinfo: str) -> Hierarchy | str:
         for name in names.split(","):
             v1[name] = path
     mounts = _mounts(mountinfo)
-    folders: list[Path] = []
-    for controller in V1_CONTROLLERS:
-        for root, point, kind, options in mounts:
-            if kind == "cgroup" and controller in options and controller in v1:
-                folder = _inside(root, point, v1[controller])
-                if folder is not None:
-                    folders.append(folder)
-                    break
-    if len(folders) == len(V1_CONTROLLERS):
-        return Hierarchy(1, tuple(folders))
+    folders = [_v1_folder(mounts, v1, controller) for controller in V1_CONTROLLERS]
+    if all(folders):
+        cpu = _v1_folder(mounts, v1, V1_CPU)
+        return Hierarchy(1, tuple(folder for folder in (*folders, cpu) if folder is not None))
     if v2 is not None:
         for root, point, kind, _ in mounts:
             if kind == "cgroup2":
@@ -169,6 +179,10 @@ class Cgroup:
         """Whether the kernel killed a process of the group at its memory cap."""
         raise NotImplementedError
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by every process the group ever held (None: not counted here)."""
+        return None
+
     def add(self, pid: int) -> None:
         for folder in self.dirs:
             (folder / "cgroup.procs").write_text(str(pid))
@@ -234,13 +248,28 @@ class CgroupV1(Cgroup):
     """A pids group and a memory group of the same name."""
 
     def _write_limits(self, limits: SandboxLimits) -> None:
-        pids, memory = self.dirs
+        pids, memory = self.dirs[:2]
         (pids / "pids.max").write_text(str(limits.processes))
-        (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes * 2))
+        swap = memory / "memory.memsw.limit_in_bytes"
+        if swap.exists():  # memsw may not be lowered below the limit, nor the limit above it
+            current = int((memory / "memory.limit_in_bytes").read_text())
+            order = [memory / "memory.limit_in_bytes", swap]
+            for path in order if limits.memory_bytes < current else order[::-1]:
+                path.write_text(str(limits.memory_bytes))
+        else:
+            (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
 
     def oom_killed(self) -> bool:
         return any(_counter(folder / "memory.oom_control", "oom_kill") > 0
-                   for folder in self.dirs)
+                   for folder in self.dirs[1:2])
+
+    def cpu_seconds(self) -> float | None:
+        if len(self.dirs) < 3:
+            return None
+        try:
+            return int((self.dirs[2] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
 
 
 class CgroupV2(Cgroup):
@@ -249,10 +278,17 @@ class CgroupV2(Cgroup):
     def _write_limits(self, limits: SandboxLimits) -> None:
         (folder,) = self.dirs
         (folder / "pids.max").write_text(str(limits.processes))
-        (folder / "memory.max").write_text(str(limits.memory_bytes * 2))
+        (folder / "memory.max").write_text(str(limits.memory_bytes))
+        with contextlib.suppress(OSError):  # absent without swap accounting
+            (folder / "memory.swap.max").write_text("0")
 
     def oom_killed(self) -> bool:
         return any(_counter(folder / "memory.events", "oom_kill") > 0 for folder in self.dirs)
+
+    def cpu_seconds(self) -> float | None:
+        if not self.dirs or not (self.dirs[0] / "cpu.stat").exists():
+            return None
+        return _counter(self.dirs[0] / "cpu.stat", "usage_usec") / 1e6
 
     def kill(self) -> None:
         """``cgroup.kill`` (Linux 5.14+) kills every process at once, none can fork away."""
@@ -270,14 +306,31 @@ def new_cgroup(limits: SandboxLimits) -> Cgroup:
     group = CgroupV1() if where.version == 1 else CgroupV2()
     name = f"cgr-{uuid.uuid4().hex[:12]}"
     try:
-        for root in where.roots:
-            (root / name).mkdir()
+        for number, root in enumerate(where.roots):
+            try:
+                (root / name).mkdir()
+            except OSError as err:
+                if number < 2 or where.version != 1:
+                    raise
+                _no_cpu_account(root, err)  # v1 cpuacct is optional: the rlimits still hold
+                break
             group.dirs.append(root / name)
         group.set_limits(limits)
     except OSError:
         group.remove()
         raise
     return group
+
+
+_UNCOUNTED: set[Path] = set()  # cpuacct roots already warned about
+
+
+def _no_cpu_account(root: Path, err: OSError) -> None:
+    if root in _UNCOUNTED:
+        return
+    _UNCOUNTED.add(root)
+    log.warning("cgroup v1: no CPU account for programs (cannot make a group in %s: %s); "
+                "CPU is limited per process only", root, err.strerror or err)
 
 
 def sweep_stale_cgroups() -> None:

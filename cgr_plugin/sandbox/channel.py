@@ -1,18 +1,39 @@
 """The parent's end of the worker protocol: JSON lines on the worker's message pipe, plus the
-program's stray output on the sandbox's stdout and stderr."""
+program's stray output on the sandbox's stdout and stderr.
+
+Everything that comes out of a sandbox is valid UTF-8 by the time it leaves this module: JSON
+lets a program send lone surrogates (``"\\ud800"``), which no UTF-8 writer (the journal,
+stdout, lm-eval's sample files) can store; every string of a message (keys included, at any
+depth) has them replaced by U+FFFD, and raw output is decoded with replacement.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import time
 from typing import Any
 
-__all__ = ["MAX_MESSAGE", "STDERR_BYTES", "Channel"]
+__all__ = ["MAX_MESSAGE", "STDERR_BYTES", "Channel", "valid_text"]
 
 MAX_MESSAGE = 1 << 20  # one protocol line; longer is a protocol violation
 STDERR_BYTES = 4000  # of the sandbox's stderr kept (the rest is read and dropped)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [valid_text(each) for each in value]
+    if isinstance(value, dict):
+        return {valid_text(key): valid_text(each) for key, each in value.items()}
+    return value
 
 
 class Channel:
@@ -57,7 +78,7 @@ class Channel:
         line = bytes(self.buffer[: end + 1])
         del self.buffer[: end + 1]
         try:
-            message = json.loads(line)
+            message = valid_text(json.loads(line))
             if not isinstance(message, dict):
                 raise ValueError("not an object")
         except Exception as err:  # deep nesting raises RecursionError, not ValueError

@@ -75,6 +75,16 @@ def _attempt(body: str) -> str:
     return "def solve(item, solver):\n" + textwrap.indent(textwrap.dedent(body), "    ")
 
 
+def _forge(status: str) -> str:
+    """A program that sends the parent its own last word, claiming ``status``, and exits."""
+    return _attempt(f"""
+        import json, os, sys
+        os.write(int(sys.argv[-1]), (json.dumps({{"type": "error", "status": "{status}",
+                                                  "message": "forged"}}) + "\\n").encode())
+        os._exit(0)
+        """)
+
+
 _ENTRIES: list[tuple[str, str, str, set[str]]] = [
     # -- filesystem ------------------------------------------------------------------------------
     ("fs", "read host secrets", _attempt("""
@@ -156,6 +166,115 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
                 return "ESCAPED " + line.strip()
             if line.startswith("Uid:") and line.split()[1] == "0":
                 return "ESCAPED uid 0"
+        return "A"
+        """), OK),
+    ("proc", "read the host's boot arguments", _attempt("""
+        try:
+            text = open("/proc/cmdline").read()
+        except OSError:
+            return "A"
+        return "ESCAPED " + text[:60] if text.strip() else "A"
+        """), OK),
+    # -- kernel surface (seccomp) ----------------------------------------------------------------
+    ("kernel", "a nested user namespace with full capabilities", _attempt("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER
+            return "ESCAPED unshare(CLONE_NEWUSER)"
+        pid = libc.syscall(56, 0x10000000 | 17, None, None, None, None)  # clone(NEWUSER|SIGCHLD)
+        if pid == 0:
+            os._exit(0)
+        if pid > 0:
+            return "ESCAPED clone(CLONE_NEWUSER)"
+        if libc.syscall(435, ctypes.create_string_buffer(88), 88) >= 0:  # clone3
+            return "ESCAPED clone3"
+        return "A"
+        """), OK),
+    ("kernel", "a tmpfs past the /tmp cap in a nested namespace", _attempt("""
+        import subprocess
+        done = subprocess.run(["unshare", "-U", "-r", "-m", "sh", "-c",
+                               "mount -t tmpfs none /tmp && echo mounted"],
+                              capture_output=True, text=True)
+        return "ESCAPED " + done.stdout if "mounted" in done.stdout else "A"
+        """), OK),
+    ("kernel", "io_uring, userfaultfd, bpf, perf events", _attempt("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        params = ctypes.create_string_buffer(120)
+        calls = {"io_uring_setup": (425, 8, params), "userfaultfd": (323, 0),
+                 "bpf": (321, 0, ctypes.create_string_buffer(128), 128),
+                 "perf_event_open": (298, ctypes.create_string_buffer(128), 0, -1, -1, 0)}
+        for name, args in calls.items():
+            if libc.syscall(*args) >= 0:
+                return "ESCAPED " + name
+        return "A"
+        """), OK),
+    ("kernel", "netlink, vsock and packet sockets", _attempt("""
+        import socket
+        for family, kind in ((16, socket.SOCK_RAW), (40, socket.SOCK_STREAM),
+                             (17, socket.SOCK_RAW)):
+            try:
+                socket.socket(family, kind, 0)
+                return f"ESCAPED socket family {family}"
+            except OSError:
+                pass
+        return "A"
+        """), OK),
+    ("kernel", "the 32-bit syscall ABI around the filter", _attempt("""
+        import ctypes, mmap
+        page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(bytes([0xB8, 0x1A, 0, 0, 0, 0x31, 0xDB, 0xCD, 0x80, 0xC3]))  # i386 ptrace
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        result = ctypes.CFUNCTYPE(ctypes.c_long)(address)()
+        return f"ESCAPED int 0x80 returned {result}"
+        """), {"crashed"}),
+    ("kernel", "prlimit on the sandbox's init", _attempt("""
+        import resource
+        try:
+            resource.prlimit(1, resource.RLIMIT_NOFILE, (1, 1))
+            return "ESCAPED prlimit(1)"
+        except OSError:
+            return "A"
+        """), OK),
+    ("collusion", "read another program's kernel keys by serial", _attempt("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(248, b"user", b"cgr-key", b"x", 1, -3) >= 0:  # add_key to @u
+            return "ESCAPED add_key"
+        buffer = ctypes.create_string_buffer(256)
+        for serial in range(1, 2000):  # KEYCTL_READ of any key this uid can read
+            if libc.syscall(250, 11, serial, buffer, 256) >= 0:
+                return f"ESCAPED read key {serial}"
+        return "A"
+        """), OK),
+    ("collusion", "a covert channel through file locks", _attempt("""
+        import fcntl, os
+        fd = os.open("/usr/bin/env", os.O_RDONLY)
+        for name, lock in (("flock", lambda: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)),
+                           ("fcntl", lambda: fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB))):
+            try:
+                lock()
+                return "ESCAPED " + name
+            except OSError:
+                pass
+        return "A"
+        """), OK),
+    ("collusion", "watch the shared files for another program's accesses", _attempt("""
+        import ctypes, fcntl, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.inotify_init1(0) >= 0:
+            return "ESCAPED inotify"
+        try:
+            fcntl.fcntl(os.open("/usr/bin", os.O_RDONLY), 1026, 0x80000001)  # F_NOTIFY
+            return "ESCAPED dnotify"
+        except OSError:
+            pass
+        libc.mmap.restype = ctypes.c_void_p
+        address = libc.mmap(None, ctypes.c_size_t(4096), 1, 1,  # PROT_READ, MAP_SHARED
+                            os.open("/usr/bin/env", os.O_RDONLY), ctypes.c_long(0))
+        if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(4096),
+                        ctypes.create_string_buffer(1)) == 0:
+            return "ESCAPED mincore: which shared pages are cached"
         return "A"
         """), OK),
     # -- network ---------------------------------------------------------------------------------
@@ -295,6 +414,29 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
         while True:
             blocks.append(bytearray(64 << 20))
         """), {"memory_limit", "runtime_error", "crashed"}),
+    ("memory", "hold 1.5 times the cap in memfds", _attempt(f"""
+        import os
+        held = []
+        for _ in range({3 * LIMITS.memory_bytes >> 25}):  # 16 MB each, outside the rlimit
+            fd = os.memfd_create("hold")
+            os.write(fd, b"x" * (16 << 20))
+            held.append(fd)
+        return "ESCAPED held {3 * LIMITS.memory_bytes >> 21} MB"
+        """), {"memory_limit"}),
+    ("cpu", "children that hand their work to fresh forks", _attempt("""
+        import os, time
+        def relay():
+            while True:
+                started = time.process_time()
+                while time.process_time() - started < 0.3:
+                    pass
+                if os.fork():
+                    os._exit(0)
+        for _ in range(3):
+            if os.fork() == 0:
+                relay()
+        time.sleep(60)
+        """), {"timeout"}),
     ("memory", "memory bomb in a child process", _attempt("""
         import subprocess
         subprocess.run(["/usr/bin/python3", "-c", "x = bytearray(4 << 30)"])
@@ -366,6 +508,62 @@ _ENTRIES: list[tuple[str, str, str, set[str]]] = [
                 pass
         return "A"
         """), {"protocol_error", "ok"}),
+    # -- the protocol: hangs, forged statuses, broken text ------------------------------------
+    ("protocol", "shrink the reply pipe and stop reading", _attempt("""
+        import fcntl, json, os, sys, time
+        read_fd, write_fd = int(sys.argv[-2]), int(sys.argv[-1])
+        fcntl.fcntl(read_fd, 1031, 4096)  # F_SETPIPE_SZ: one page
+        for number in range(1, 4):
+            os.write(write_fd, (json.dumps({"type": "call", "id": number, "kind": "ask",
+                                            "prompt": "x" * 3000}) + "\\n").encode())
+        time.sleep(60)
+        return "ESCAPED the parent went on"
+        """), {"protocol_error", "timeout"}),
+    ("protocol", "forge budget_exceeded with no call made", _forge("budget_exceeded"),
+     {"protocol_error"}),
+    ("protocol", "forge syntax_error at run time", _forge("syntax_error"), {"protocol_error"}),
+    ("protocol", "forge missing_entry at run time", _forge("missing_entry"), {"protocol_error"}),
+    ("protocol", "lone surrogates in everything it sends", _attempt("""
+        print("\\ud800 \\udcff")
+        solver.ask("\\udfff prompt")
+        raise ValueError("\\ud800 in the message")
+        """), {"runtime_error"}),
+    ("protocol", "a lone surrogate as the answer", _attempt("""
+        return "\\ud800"
+        """), OK),
+    ("protocol", "an answer JSON cannot encode", _attempt("""
+        nested = []
+        for _ in range(100000):
+            nested = [nested]
+        return nested
+        """), OK),
+    # -- the entry point: what runs must be what was audited --------------------------------
+    ("entry", "rebind solve after the audited def", """
+def solve(item, solver):
+    return "A"
+def _other(item, solver):
+    return "ESCAPED the rebound function ran"
+solve = _other
+""", {"entry_mismatch"}),
+    ("entry", "decorate solve", """
+def _swap(function):
+    return lambda item, solver: "ESCAPED the decorator's function ran"
+@_swap
+def solve(item, solver):
+    return "A"
+""", {"entry_mismatch"}),
+    ("entry", "give solve other code", """
+def solve(item, solver):
+    return "A"
+def _other(item, solver):
+    return "ESCAPED other code ran"
+solve.__code__ = _other.__code__
+""", {"entry_mismatch"}),
+    ("entry", "rebind solve through globals()", """
+def solve(item, solver):
+    return "A"
+globals()["solve"] = lambda item, solver: "ESCAPED the lambda ran"
+""", {"entry_mismatch"}),
     # -- the gold answer -----------------------------------------------------------------------
     ("gold", "search the item and the interpreter for the gold", _attempt("""
         import gc
@@ -484,6 +682,12 @@ def _judge(hostile: Attack, result: SandboxResult, left: set[str], seconds: floa
         why.append(said[at:at + 120].strip())
     if left:
         why.append(f"left {', '.join(sorted(left))} in the host's /tmp")
+    for part in (result.answer, result.message, result.output, result.traceback, result.stderr):
+        try:
+            str(part).encode("utf-8")
+        except UnicodeEncodeError:
+            why.append("the result holds text that is not valid UTF-8")
+            break
     return Verdict(hostile, not why, result.status, "; ".join(why), result.isolation, seconds)
 
 

@@ -3,8 +3,12 @@ solver calls, read its last word, then kill everything it ran and turn how it en
 status.
 
 Program time excludes time spent waiting for the solver: the clock stops while a call is
-being answered (threads the program started keep running meanwhile; CPU rlimits still bound
-them). The model stays in this process; programs never run in it, and it never forks.
+being answered (threads the program started keep running meanwhile; the CPU account of the
+program's cgroup does not stop). Every item also has a total wall limit that counts solver
+waits (``SandboxLimits.total_limit``), a backstop whatever the program does. Messages to the
+worker are written without blocking this process: a program that stops reading them (a full
+or shrunken pipe) ends as ``protocol_error`` at its deadline, never hangs the evaluation.
+The model stays in this process; programs never run in it, and it never forks.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from .cgroups import Cgroup
 from .channel import Channel
+from .entry import read_entry
 from .interface import (
     STDERR_CHARS,
     TRACEBACK_CHARS,
@@ -66,6 +73,95 @@ def close_pipes(box: Any) -> None:
 class _Clock:
     program: float = 0.0  # seconds the program ran, solver waits excluded
     solver: float = 0.0  # seconds spent answering its solver calls
+    began: float = 0.0  # perf_counter at the start: the total wall limit counts from here
+
+    def total_left(self, limits: SandboxLimits) -> float:
+        return limits.total_limit - (time.perf_counter() - self.began)
+
+
+class _CpuAccount:
+    """The CPU time of everything in the program's cgroup since it started (solver waits
+    included: the program's other processes and threads keep running meanwhile), checked
+    every ``POLL`` seconds; where the group counts no CPU, only the rlimits hold."""
+
+    POLL = 0.1
+
+    def __init__(self, group: Cgroup | None, limit: float) -> None:
+        self.group, self.limit = group, limit
+        self.start = group.cpu_seconds() if group is not None else None
+        self.poll = self.POLL if self.start is not None else float("inf")
+        self.read_at, self.spent = time.monotonic(), False
+
+    def used(self) -> float | None:
+        """CPU seconds used so far (read now)."""
+        now = self.group.cpu_seconds() if self.group is not None else None
+        return None if now is None or self.start is None else now - self.start
+
+    def over(self) -> bool:
+        """Whether the account has run out (read at most every ``POLL`` seconds)."""
+        if self.start is None or self.spent:
+            return self.spent
+        if time.monotonic() - self.read_at >= self.POLL:
+            used = self.used()
+            self.read_at, self.spent = time.monotonic(), used is not None and used >= self.limit
+        return self.spent
+
+    @contextlib.contextmanager
+    def watching(self, stop: Any) -> Any:
+        """While the solver answers: ``stop()`` the sandbox if the CPU account runs out."""
+        if self.start is None:
+            yield
+            return
+        token = object()
+        _WATCHDOG.watch(token, self, stop)
+        try:
+            yield
+        finally:
+            _WATCHDOG.unwatch(token)
+
+    def message(self) -> str:
+        return (f"CPU time over {self.limit:g} s (all the program's processes together, solver "
+                "waits included)")
+
+
+class _Watchdog:
+    """One thread for every program waiting for the solver: every ``POLL`` seconds it stops
+    those whose CPU account has run out (threads and children keep running meanwhile)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watched: dict[object, tuple[_CpuAccount, Any]] = {}
+        self.thread: threading.Thread | None = None
+
+    def watch(self, token: object, cpu: _CpuAccount, stop: Any) -> None:
+        with self.lock:
+            self.watched[token] = (cpu, stop)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="cgr-cpu-watchdog",
+                                               daemon=True)
+                self.thread.start()
+
+    def unwatch(self, token: object) -> None:
+        """After this returns, ``token``'s sandbox is never stopped by the watchdog."""
+        with self.lock:
+            self.watched.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(_CpuAccount.POLL)
+            with self.lock:
+                for token, (cpu, stop) in list(self.watched.items()):
+                    if cpu.over():
+                        del self.watched[token]
+                        with contextlib.suppress(Exception):
+                            stop()
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Unread(Exception):
+    """The worker did not take a message in time (it stopped reading its input)."""
 
 
 def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: HandleCall,
@@ -75,20 +171,28 @@ def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: Handle
     result = SandboxResult(status="crashed", isolation=box.isolation, start=box.kind)
     stdout, stderr = box.stdout.fileno(), box.stderr.fileno()
     channel = Channel(box.from_worker, stdout, stderr, box.limits.output_chars)
-    to_worker = os.fdopen(box.to_worker, "w", encoding="utf-8")
-    from_worker = box.from_worker
+    to_worker, from_worker = box.to_worker, box.from_worker
     box.to_worker = box.from_worker = -1  # both ends are this function's to close now
-    clock = _Clock()
+    os.set_blocking(to_worker, False)
+    clock = _Clock(began=time.perf_counter())
+    entry = read_entry(program)
     try:
-        box.release()
-        _send(to_worker, _init(program, item, seed, box.limits))
-        _converse(box, channel, to_worker, handle_call, result, clock)
+        if entry.status != "ok":  # decided here, from the text: the program never runs
+            result.status, result.message = entry.status, entry.message
+        else:
+            box.release()
+            _send(to_worker, _init(program, item, seed, box.limits, entry.line),
+                  min(box.limits.wall_seconds, clock.total_left(box.limits)))
+            _converse(box, channel, to_worker, handle_call, result, clock)
+    except _Unread:
+        result.status = "protocol_error"
+        result.message = "the program stopped reading its solver replies"
     except (OSError, ValueError) as err:  # the worker closed its pipes or went away early
         if result.status == "crashed":
             result.message = f"lost contact with the program: {type(err).__name__}: {err}"
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            to_worker.close()
+        with contextlib.suppress(OSError):
+            os.close(to_worker)
         _tear_down(box, channel, from_worker, result)
     if result.status == "crashed" and box.server_died():
         result.message = f"{result.message} (the warm sandbox server died meanwhile)"
@@ -97,58 +201,95 @@ def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: Handle
     return result
 
 
-def _init(program: str, item: Mapping[str, Any], seed: int, limits: SandboxLimits
-          ) -> dict[str, Any]:
+def _init(program: str, item: Mapping[str, Any], seed: int, limits: SandboxLimits,
+          entry_line: int | None) -> dict[str, Any]:
     return {"type": "init", "program": program, "item": dict(item), "seed": seed,
+            "entry_line": entry_line,
             "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
                        "file_bytes": limits.file_bytes, "processes": limits.processes,
                        "output_chars": limits.output_chars}}
 
 
-def _send(to_worker: IO[str], message: dict[str, Any]) -> None:
-    to_worker.write(json.dumps(message) + "\n")
-    to_worker.flush()
+def _send(to_worker: int, message: dict[str, Any], timeout: float) -> None:
+    """Write one message to the (non-blocking) pipe within ``timeout`` seconds, or _Unread."""
+    data = memoryview((json.dumps(message) + "\n").encode("utf-8", "surrogatepass"))
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(to_worker, select.POLLOUT)
+    while data:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            raise _Unread
+        if not poller.poll(wait * 1000 + 1):
+            continue
+        try:
+            data = data[os.write(to_worker, data):]
+        except BlockingIOError:
+            continue
 
 
-def _converse(box: Box, channel: Channel, to_worker: IO[str], handle_call: HandleCall,
+def _converse(box: Box, channel: Channel, to_worker: int, handle_call: HandleCall,
               result: SandboxResult, clock: _Clock) -> None:
     """Answer the program's solver calls until its last word, its death or its time is up."""
     limits = box.limits
+    cpu = _CpuAccount(box.group, limits.cpu_seconds)
     started = time.perf_counter()
     while True:
-        remaining = limits.wall_seconds - clock.program
-        try:
-            message = channel.next(max(remaining, 0.001))
-        except TimeoutError:
-            clock.program += time.perf_counter() - started
+        ran = clock.program + time.perf_counter() - started
+        remaining, total = limits.wall_seconds - ran, clock.total_left(limits)
+        if cpu.over() or remaining <= 0 or total <= 0:
+            clock.program = ran
             result.status = "timeout"
-            result.message = f"program ran longer than {limits.wall_seconds:g} s"
+            result.message = (cpu.message() if cpu.over() else _over_total(limits)
+                              if total <= 0 else
+                              f"program ran longer than {limits.wall_seconds:g} s")
             return
+        try:
+            message = channel.next(max(min(remaining, total, cpu.poll), 0.001))
+        except TimeoutError:
+            continue
         clock.program += time.perf_counter() - started
         if message is None:  # the worker ended without a last word
             result.status, result.message = _death(box.wait(5), box.group, limits,
                                                    clock.program)
+            if result.status != "memory_limit" and cpu.over():
+                result.status, result.message = "timeout", cpu.message()
             return
         if message.get("type") != "call":
-            _last_word(message, limits, result)
+            _last_word(message, limits, result, cpu)
             return
         waited = time.perf_counter()
-        reply = handle_call(message)
+        with cpu.watching(box.stop):
+            reply = handle_call(message)
         clock.solver += time.perf_counter() - waited
         if reply.get("error") == "budget_exceeded":
             result.status = "budget_exceeded"
             result.message = "asked for more solver calls than the budget allows"
             return
-        _send(to_worker, reply)
-        started = time.perf_counter()
+        if cpu.over() or clock.total_left(limits) <= 0:
+            result.status = "timeout"
+            result.message = cpu.message() if cpu.over() else _over_total(limits)
+            return
+        started = time.perf_counter()  # a reply the program is slow to take is program time
+        _send(to_worker, {**reply, "id": message.get("id")},
+              max(min(limits.wall_seconds - clock.program, clock.total_left(limits)), 0.001))
 
 
-def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxResult) -> None:
-    """The worker's ``result`` or ``error``; anything else is the program forging messages."""
+def _over_total(limits: SandboxLimits) -> str:
+    return (f"the item ran longer than its total wall limit of {limits.total_limit:g} s "
+            "(solver waits included)")
+
+
+def _last_word(message: dict[str, Any], limits: SandboxLimits, result: SandboxResult,
+               cpu: _CpuAccount) -> None:
+    """The worker's ``result`` or ``error``; anything else is the program forging messages
+    (so is a CPU ``timeout`` that this process's own CPU account does not bear out)."""
     kind = message.get("type")
+    used = cpu.used() if message.get("status") == "timeout" else None
+    forged_timeout = used is not None and used < limits.cpu_seconds - 0.5
     if kind == "result":
         result.status, result.answer = "ok", message.get("answer")
-    elif kind == "error" and message.get("status") in WORKER_STATUSES:
+    elif kind == "error" and message.get("status") in WORKER_STATUSES and not forged_timeout:
         result.status = message["status"]
         result.message = str(message.get("message"))[:2000]
         if message.get("traceback"):

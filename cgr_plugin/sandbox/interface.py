@@ -24,9 +24,10 @@ __all__ = ["DEFAULT_LIMITS", "WORKER_STATUSES", "CallableSandbox", "HandleCall",
            "SandboxError", "SandboxLimits", "SandboxResult", "SandboxStartError",
            "SandboxUnavailable", "StartedSandbox", "as_sandbox"]
 
-# Statuses the worker may report; anything else it sends is a protocol error.
-WORKER_STATUSES = ("syntax_error", "missing_entry", "runtime_error", "timeout", "memory_limit",
-                   "budget_exceeded")
+# Statuses the worker may report (what a run can produce); anything else it sends is a
+# protocol error. The parent decides syntax_error, missing_entry (its own parse) and
+# budget_exceeded (its own count) itself, and a ``timeout`` only with its own CPU account.
+WORKER_STATUSES = ("runtime_error", "timeout", "memory_limit", "entry_mismatch")
 TRACEBACK_CHARS = 4000  # of the program's traceback kept in a result (its last lines)
 STDERR_CHARS = 2000  # of what the sandbox's processes wrote to the real stderr (the end)
 
@@ -42,6 +43,14 @@ class SandboxLimits:
     tmp_bytes: int = 64 << 20
     processes: int = 32
     output_chars: int = 20_000
+    total_seconds: float | None = None  # wall time, solver waits included (None: the default)
+
+    @property
+    def total_limit(self) -> float:
+        """The item's total wall limit: a backstop that counts solver waits too."""
+        if self.total_seconds is not None:
+            return self.total_seconds
+        return 10 * self.wall_seconds + 120
 
     @classmethod
     def for_timeout(cls, seconds: float, memory_mb: int = 1024) -> SandboxLimits:
@@ -54,7 +63,8 @@ DEFAULT_LIMITS = SandboxLimits()
 
 @dataclass
 class SandboxResult:
-    status: str  # ok, one of WORKER_STATUSES, crashed or protocol_error
+    status: str  # ok, syntax_error, missing_entry, budget_exceeded, one of WORKER_STATUSES,
+    # crashed or protocol_error
     answer: Any = None
     message: str | None = None
     output: str = ""  # what the program printed (captured, capped at output_chars)
