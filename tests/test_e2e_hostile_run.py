@@ -2,13 +2,12 @@
 lone surrogate and another tries the pipe hang (F_SETPIPE_SZ, then never reads) completes, with
 every item recorded and every later sample present; a rerun resumes from the journal.
 
-Programs are replayed from a package (no generator model); the solver is SmolLM2-135M. The hang
-part passes only once the sandbox writes replies without blocking (issue 12, item 3).
+Programs are replayed from a package (no generator model); the solver is SmolLM2-135M. The
+parent writes replies without blocking, so the hang ends as protocol_error (issue 12, item 3).
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,6 @@ from .conftest import needs_llama, run_cli
 from .test_e2e_cli import _samples
 
 pytestmark = [pytest.mark.slow, needs_llama]
-# Until the sandbox writes replies without blocking, the pipe hang holds the run until
-# run_cli's timeout. Strict: once that fix is merged this passes, and the marker must go.
-NEEDS_NONBLOCKING_REPLIES = pytest.mark.xfail(
-    raises=subprocess.TimeoutExpired, strict=True,
-    reason="the pipe hang blocks the parent (issue 12 item 3, sandbox branch)")
 LIMIT = 6
 PROGRAM_TIMEOUT = 3
 SURROGATE = """```python
@@ -76,7 +70,6 @@ def _assisted(out: Path) -> dict[str, object]:
     return {r.item_id: r.assisted for r in records}
 
 
-@NEEDS_NONBLOCKING_REPLIES
 def test_a_run_with_a_lone_surrogate_and_a_pipe_hang_completes_and_resumes(tmp_path):
     keys = _items()
     programs = dict.fromkeys(keys, HONEST)

@@ -25,7 +25,7 @@ __all__ = ["Partition", "build_summary", "load_partitions"]
 CHANNELS = {"direct": "direct_ok", "assisted": "assisted_ok",
             "assisted_fallback": "fallback_ok", "generator": "generator_ok"}
 EXECUTION_FAILURES = ("runtime_error", "timeout", "memory_limit", "budget_exceeded", "crashed",
-                      "protocol_error", "invalid_answer")
+                      "protocol_error", "invalid_answer", "entry_mismatch")
 EXTRACTION_FAILURES = ("generator_error", "no_code", "syntax_error", "missing_entry")
 
 
