@@ -15,6 +15,7 @@ batch and keeps those the model would have chosen itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class Decoded:
     text: str
     tokens_in: int
     tokens_out: int
+    prefill_s: float = 0.0  # evaluating the prompt (what the shared prefix did not cover)
     drafted: int = 0  # draft tokens proposed
     accepted: int = 0  # draft tokens the model agreed with
 
@@ -118,7 +120,9 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
     max_tokens = min(max_tokens, n_ctx - len(prompt))
     stop_bytes = [s.encode("utf-8") for s in stops]
     vocab, bos = llm._model.vocab, llm.token_bos()
+    started = time.perf_counter()
     feed(llm, prompt, reusable)
+    prefill_s = time.perf_counter() - started
     queue = [int(np.argmax(last_logits(llm)))]
     completion: list[int] = []
     text, wait, drafted, accepted = b"", 0, 0, 0
@@ -151,4 +155,4 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
                 llm.eval([token])
                 queue = [int(np.argmax(last_logits(llm)))]
     return Decoded(text.decode("utf-8", errors="ignore"), len(prompt), len(completion),
-                   drafted, accepted)
+                   prefill_s, drafted, accepted)
