@@ -9,7 +9,7 @@ from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.base import GenerationRequest
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
 from cgr_plugin.models.llama_decode import lookup_draft
-from cgr_plugin.models.registry import load_registry
+from cgr_plugin.models.registry import load_registry, model_file
 from cgr_plugin.prompts import render
 
 from .conftest import needs_llama
@@ -55,13 +55,24 @@ def test_greedy_texts_equal_create_chat_completion_token_for_token(smollm2):
         assert (got.text, got.tokens_out) == _reference(reference, request)
 
 
+def _installed(name: str):
+    spec = load_registry()[name]
+    try:
+        model_file(spec)
+    except Exception as err:  # the model's package is not installed here
+        pytest.skip(f"{name} is not installed: {err}")
+    return spec
+
+
 @pytest.mark.slow
 @needs_llama
-def test_judge_scores_do_not_depend_on_what_came_before(smollm2):
+@pytest.mark.parametrize("name", ["smollm2-135m", "qwen2.5-coder-0.5b"])  # Q4_1 and Q4_K tiles
+def test_judge_scores_do_not_depend_on_what_came_before(name):
+    spec = _installed(name)
     prompts = [f"Question: {item.question}\nProposed answer: {choice}\nIs the proposed answer "
                "correct?" for item in ITEMS for choice in item.choices]
-    batched = LlamaCppBackend(smollm2, n_threads=2).judge(prompts)
-    fresh = LlamaCppBackend(smollm2, n_threads=2)
+    batched = LlamaCppBackend(spec, n_threads=2).judge(prompts)
+    fresh = LlamaCppBackend(spec, n_threads=2)
     one_by_one = []
     for prompt in prompts:
         fresh._model().reset()

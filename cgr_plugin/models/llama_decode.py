@@ -25,6 +25,7 @@ import numpy as np
 __all__ = ["Decoded", "feed", "greedy_generate", "last_logits", "lookup_draft"]
 
 _NGRAM = 3  # the suffix length a draft must match earlier in the text
+_ALIGN = 16  # a reused prefix ends on this boundary (see feed)
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,22 @@ def feed(llm: Any, tokens: Sequence[int], reusable: int) -> None:
     """Bring the context to ``tokens``, keeping the longest prefix it already holds among its
     first ``reusable`` positions (those a previous ``feed`` computed).
 
-    At least the last two tokens are evaluated again: llama.cpp's CPU kernels give the same
-    logits for a position whichever batch of two or more tokens computed it, but slightly
-    different ones for a batch of one, so this keeps every prompt's scores equal to those of a
-    fresh context whatever came before it.
+    llama.cpp's CPU kernels work on tiles of rows, so a position's logits can differ in the
+    last bits with the shape of the batch that computed it (measured: Q4_K weights give equal
+    logits only when the kept prefix is a multiple of 8 tokens and at least 8 are evaluated).
+    The kept prefix is therefore cut to a multiple of ``_ALIGN`` with at least ``_ALIGN``
+    tokens evaluated, which makes every prompt's scores those of a fresh context, whatever
+    came before it.
     """
     import llama_cpp
 
-    keep = max(min(len(tokens) - 2, llm.n_tokens, reusable), 0)
+    keep = max(min(len(tokens) - _ALIGN, llm.n_tokens, reusable), 0)
     if keep > 0 and not (llama_cpp.llama_model_is_recurrent(llm.model)
                          or llama_cpp.llama_model_is_hybrid(llm.model)):
         held = llm.input_ids[:keep]
         differ = np.flatnonzero(held != np.asarray(tokens[:keep], dtype=held.dtype))
         keep = int(differ[0]) if differ.size else keep
+        keep -= keep % _ALIGN
     else:
         keep = 0
         llm.reset()
