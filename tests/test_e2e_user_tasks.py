@@ -137,5 +137,5 @@ def test_docs_example_folder_validates_and_runs(tmp_path):
         prompt = record.direct.prompt
         assert prompt.count("Question:") == 2  # one solved example, then the item
         assert "\nAnswer: 2\n\nQuestion:" in prompt
-        assert prompt.endswith("the number of the correct option (1, 2, 3) only.")
+        assert prompt.startswith("Answer with the number of the correct option (1, 2, 3) only.")
         assert record.direct.status in ("ok", "invalid")

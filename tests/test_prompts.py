@@ -12,8 +12,9 @@ def test_direct_prompt_lists_every_choice_with_its_letter():
     text = render("direct.j2", item=ITEM, style="letter")
     for letter, choice in zip(ITEM.letters, ITEM.choices, strict=True):
         assert f"{letter}. {choice}" in text
-    assert text.startswith("Mammals breathe air.")
-    assert "(A, B, C, D, E) only" in text
+    assert text.startswith("Answer with the letter of the correct option (A, B, C, D, E) only.")
+    assert text.endswith("Mammals breathe air.\n\nQuestion: Which is a mammal?\nA. trout\n"
+                         "B. whale\nC. crow\nD. newt\nE. frog")
 
 
 def test_reasoning_style_asks_for_an_answer_line():
@@ -41,16 +42,27 @@ def test_missing_and_malformed_templates(tmp_path):
         render("bad.j2", [tmp_path], item=ITEM)
 
 
-def test_fewshot_examples_come_first_with_their_answers():
+def test_fewshot_examples_come_before_the_item_with_their_answers():
     shot = MCQAItem(id="s", dataset="toy", question="Which can fly?", choices=("crow", "newt"),
                     answer="A")
     item = MCQAItem(id="q", dataset="toy", question="Which is a mammal?",
                     choices=("trout", "whale"), answer="B", examples=(shot, shot))
     text = render("direct.j2", item=item, style="letter")
-    assert text.startswith("Question: Which can fly?\nA. crow\nB. newt\nAnswer: A\n\n"
+    assert text.startswith("Answer with the letter of the correct option (A, B) only.\n\n"
+                           "Question: Which can fly?\nA. crow\nB. newt\nAnswer: A\n\n"
                            "Question: Which can fly?")
-    assert text.endswith("Question: Which is a mammal?\nA. trout\nB. whale\n\n"
-                         "Answer with the letter of the correct option (A, B) only.")
+    assert text.endswith("Answer: A\n\nQuestion: Which is a mammal?\nA. trout\nB. whale")
+
+
+@pytest.mark.parametrize("template", ["generator.j2", "direct.j2"])
+def test_prompts_of_a_run_differ_only_in_their_item_at_the_end(template):
+    """The fixed text comes first, so the embedded backend computes it once for every item."""
+    other = MCQAItem(id="r", dataset="toy", question="Which is a bird?",
+                     choices=("crow", "whale", "trout", "newt", "frog"), answer="A")
+    prompts = [render(template, item=item, style="letter", budget=8) for item in (ITEM, other)]
+    blocks = [render("item.j2", item=item) for item in (ITEM, other)]
+    assert all(prompt.endswith(block) for prompt, block in zip(prompts, blocks, strict=True))
+    assert prompts[0][:-len(blocks[0])] == prompts[1][:-len(blocks[1])]
 
 
 def test_number_labels_are_asked_for_as_numbers():

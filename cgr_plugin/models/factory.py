@@ -14,7 +14,8 @@ from .registry import ModelSpec, RegistryError, load_registry
 
 __all__ = ["make_backend"]
 
-_LLAMA_CPP_ARGS = frozenset({"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu"})
+_LLAMA_CPP_ARGS = frozenset({"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu",
+                             "draft_tokens"})
 
 
 def make_backend(name: str, args: Mapping[str, Any], *,

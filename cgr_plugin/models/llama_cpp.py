@@ -2,15 +2,20 @@
 
 Offline and CPU-first (the default solver and generator); it offloads to a GPU when the
 installed build can. Not thread-safe: the broker calls it from one thread only.
+
+Greedy requests and yes/no questions take the lean path of ``llama_decode`` (same texts as
+``create_chat_completion``, without its per-token Python work); a batch is answered in prompt
+order, so prompts that share a prefix follow each other and reuse its KV state.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .base import (
     BackendError,
@@ -21,6 +26,7 @@ from .base import (
     p_yes_from_logprobs,
     prompt_too_long,
 )
+from .llama_decode import feed, greedy_generate, last_logits
 from .registry import ModelSpec, model_file
 
 __all__ = ["LlamaCppBackend"]
@@ -39,6 +45,17 @@ def _with_progress(items: Sequence[Any], desc: str, progress: Progress) -> Itera
     yield from tqdm(items, total=len(items), desc=desc, disable=not progress)
 
 
+def _prefix_order(prompts: Sequence[str]) -> list[int]:
+    """Indices of ``prompts`` sorted by text, so that prompts sharing a prefix are neighbours."""
+    return sorted(range(len(prompts)), key=prompts.__getitem__)
+
+
+@dataclass(frozen=True)
+class _ChatPrompt:
+    tokens: list[int]
+    stop: list[str]
+
+
 @dataclass
 class LlamaCppBackend:
     """A registry GGUF model run in this process by llama-cpp-python."""
@@ -49,8 +66,10 @@ class LlamaCppBackend:
     seed: int = 0
     n_gpu_layers: int | None = None
     main_gpu: int = 0
+    draft_tokens: int = 0  # prompt-lookup draft length for greedy decoding; 0: none
     _llm: Any = field(default=None, init=False, repr=False)
     _formatter: Any = field(default=None, init=False, repr=False)
+    _reusable: int = field(default=0, init=False, repr=False)  # context positions fed as prompt
 
     @property
     def name(self) -> str:
@@ -77,25 +96,18 @@ class LlamaCppBackend:
     def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
                  ) -> list[Generation]:
         llm = self._model()
-        out = []
-        for req in _with_progress(requests, self.name, progress):
-            overflow = self._overflow(llm, req)
+        out: list[Generation | None] = [None] * len(requests)
+        order = _prefix_order([req.prompt for req in requests])
+        for index in _with_progress(order, self.name, progress):
+            overflow = self._overflow(llm, requests[index])
             if overflow is not None:
-                out.append(overflow)
+                out[index] = overflow
                 continue
             try:
-                reply = llm.create_chat_completion(
-                    messages=[{"role": "user", "content": req.prompt}],
-                    max_tokens=req.max_tokens, temperature=req.temperature,
-                    seed=self.seed if req.seed is None else req.seed,
-                    stop=list(req.stop) or None)
-                usage = reply.get("usage") or {}
-                out.append(Generation(reply["choices"][0]["message"]["content"] or "",
-                                      tokens_in=usage.get("prompt_tokens"),
-                                      tokens_out=usage.get("completion_tokens")))
+                out[index] = self._generate_one(llm, requests[index])
             except Exception as err:  # e.g. prompt longer than the context: recorded per item
-                out.append(Generation(None, f"{type(err).__name__}: {err}"))
-        return out
+                out[index] = Generation(None, f"{type(err).__name__}: {err}")
+        return [gen for gen in out if gen is not None]
 
     def _overflow(self, llm: Any, req: GenerationRequest) -> Generation | None:
         """The too-long answer when prompt and reply do not fit the context, else None.
@@ -104,8 +116,7 @@ class LlamaCppBackend:
         shorten the reply of one that leaves less room than ``max_tokens``.
         """
         try:
-            prompt_tokens = len(llm.tokenize(self._chat_prompt(llm, req.prompt).encode(),
-                                             add_bos=False, special=True))
+            prompt_tokens = len(self._chat(llm, req.prompt).tokens)
         except Exception:  # no chat template to count with: llama.cpp's own check remains
             return None
         context = llm.n_ctx()
@@ -113,7 +124,27 @@ class LlamaCppBackend:
             return None
         return prompt_too_long(self.name, prompt_tokens, req.max_tokens, context)
 
-    def _chat_prompt(self, llm: Any, prompt: str) -> str:
+    def _generate_one(self, llm: Any, req: GenerationRequest) -> Generation:
+        if req.temperature == 0 and llm.chat_format == "chat_template.default":
+            chat = self._chat(llm, req.prompt)
+            reusable, self._reusable = self._reusable, 0  # until this prompt succeeds
+            decoded = greedy_generate(llm, chat.tokens, req.max_tokens, [*req.stop, *chat.stop],
+                                      reusable=reusable, draft=self.draft_tokens)
+            self._reusable = len(chat.tokens)
+            return Generation(decoded.text, tokens_in=decoded.tokens_in,
+                              tokens_out=decoded.tokens_out)
+        self._reusable = 0  # what create_chat_completion leaves is not ours to reuse
+        reply = llm.create_chat_completion(
+            messages=[{"role": "user", "content": req.prompt}],
+            max_tokens=req.max_tokens, temperature=req.temperature,
+            seed=self.seed if req.seed is None else req.seed, stop=list(req.stop) or None)
+        usage = reply.get("usage") or {}
+        return Generation(reply["choices"][0]["message"]["content"] or "",
+                          tokens_in=usage.get("prompt_tokens"),
+                          tokens_out=usage.get("completion_tokens"))
+
+    def _chat(self, llm: Any, prompt: str) -> _ChatPrompt:
+        """The user turn as the tokens and stop strings create_chat_completion would use."""
         if self._formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -124,34 +155,33 @@ class LlamaCppBackend:
             vocab = {i: llm._model.token_get_text(i) for i in (llm.token_bos(), llm.token_eos())}
             self._formatter = Jinja2ChatFormatter(template, eos_token=vocab[llm.token_eos()],
                                                   bos_token=vocab[llm.token_bos()])
-        return self._formatter(messages=[{"role": "user", "content": prompt}]).prompt
+        result = self._formatter(messages=[{"role": "user", "content": prompt}])
+        tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
+                              special=True)
+        stop = result.stop if isinstance(result.stop, list) else [result.stop]
+        return _ChatPrompt(tokens, [s for s in stop if s])
 
     def _answer_ids(self, llm: Any, words: Sequence[str]) -> list[int]:
         ids = {llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
         return sorted(ids)
 
     def judge(self, prompts: Sequence[str]) -> list[Judgement]:
-        import numpy as np
-
         llm = self._model()
         yes_ids, no_ids = self._answer_ids(llm, YES), self._answer_ids(llm, NO)
-        out: list[Judgement] = []
-        for prompt in prompts:
+        out: list[Judgement | None] = [None] * len(prompts)
+        for index in _prefix_order(prompts):
             try:
-                tokens = llm.tokenize(self._chat_prompt(llm, prompt).encode(), add_bos=False,
-                                      special=True)
-                llm.reset()
-                llm.eval(tokens)
-                logits = np.ctypeslib.as_array(llm._ctx.get_logits(),
-                                               shape=(llm.n_vocab(),)).astype(np.float64)
-                top = logits.max()
-                logprobs = logits - top - math.log(np.exp(logits - top).sum())
-                yes = float(np.logaddexp.reduce(logprobs[yes_ids]))
-                no = float(np.logaddexp.reduce(logprobs[no_ids]))
-                out.append(Judgement(p_yes_from_logprobs(yes, no)))
+                tokens = self._chat(llm, prompts[index]).tokens
+                reusable, self._reusable = self._reusable, 0  # until this feed succeeds
+                feed(llm, tokens, reusable)
+                self._reusable = len(tokens)
+                logits = last_logits(llm)  # the softmax's normalizer cancels out of P(yes)
+                yes = float(np.logaddexp.reduce(logits[yes_ids].astype(np.float64)))
+                no = float(np.logaddexp.reduce(logits[no_ids].astype(np.float64)))
+                out[index] = Judgement(p_yes_from_logprobs(yes, no))
             except Exception as err:
-                out.append(Judgement.failed(f"{type(err).__name__}: {err}"))
-        return out
+                out[index] = Judgement.failed(f"{type(err).__name__}: {err}")
+        return [judgement for judgement in out if judgement is not None]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "llama.cpp", "model": self.spec.name, "family": self.spec.family,

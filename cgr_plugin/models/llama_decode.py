@@ -1,0 +1,162 @@
+"""Greedy decoding and yes/no scores on a llama-cpp-python ``Llama``, at the model's own speed.
+
+``Llama.create_chat_completion`` costs about as much per token in Python as the model does on
+a 2-core CPU. With greedy decoding the next token is just the argmax of the last logits row,
+so this module reads that row through numpy and keeps everything else
+``create_chat_completion`` does (stop strings, end-of-generation tokens, the multi-byte rule,
+``max_tokens`` capped by the context), which makes its texts the same token for token.
+
+Every prompt starts from the KV state the previous one left: the longest common token prefix
+is kept and only the rest is evaluated, so prompts that share their fixed text (templates put
+the item last) pay for it once. Optional prompt-lookup drafting (``draft=N``) proposes up to N
+tokens that continue an n-gram already seen in the prompt or the output, checks them in one
+batch and keeps those the model would have chosen itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Decoded", "feed", "greedy_generate", "last_logits", "lookup_draft"]
+
+_NGRAM = 3  # the suffix length a draft must match earlier in the text
+_ALIGN = 16  # a reused prefix ends on this boundary (see feed)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    prefill_s: float = 0.0  # evaluating the prompt (what the shared prefix did not cover)
+    drafted: int = 0  # draft tokens proposed
+    accepted: int = 0  # draft tokens the model agreed with
+
+
+def feed(llm: Any, tokens: Sequence[int], reusable: int) -> None:
+    """Bring the context to ``tokens``, keeping the longest prefix it already holds among its
+    first ``reusable`` positions (those a previous ``feed`` computed).
+
+    llama.cpp's CPU kernels work on tiles of rows, so a position's logits can differ in the
+    last bits with the shape of the batch that computed it (measured: Q4_K weights give equal
+    logits only when the kept prefix is a multiple of 8 tokens and at least 8 are evaluated).
+    The kept prefix is therefore cut to a multiple of ``_ALIGN`` with at least ``_ALIGN``
+    tokens evaluated, which makes every prompt's scores those of a fresh context, whatever
+    came before it.
+    """
+    import llama_cpp
+
+    keep = max(min(len(tokens) - _ALIGN, llm.n_tokens, reusable), 0)
+    if keep > 0 and not (llama_cpp.llama_model_is_recurrent(llm.model)
+                         or llama_cpp.llama_model_is_hybrid(llm.model)):
+        held = llm.input_ids[:keep]
+        differ = np.flatnonzero(held != np.asarray(tokens[:keep], dtype=held.dtype))
+        keep = int(differ[0]) if differ.size else keep
+        keep -= keep % _ALIGN
+    else:
+        keep = 0
+        llm.reset()
+    llm.n_tokens = keep  # eval() drops the KV cells from here on
+    llm.eval(tokens[keep:])
+
+
+def last_logits(llm: Any, row: int = -1) -> np.ndarray:
+    """The logits of one position of the last batch (no copy)."""
+    return np.ctypeslib.as_array(llm._ctx.get_logits_ith(row), shape=(llm.n_vocab(),))
+
+
+def lookup_draft(history: Sequence[int], limit: int, ngram: int = _NGRAM) -> list[int]:
+    """Up to ``limit`` tokens that followed the latest earlier occurrence of the last
+    ``ngram`` tokens of ``history`` (prompt-lookup decoding); empty when there is none."""
+    if limit <= 0 or len(history) <= ngram:
+        return []
+    tail = list(history[-ngram:])
+    for start in range(len(history) - ngram - 1, -1, -1):
+        if list(history[start:start + ngram]) == tail:
+            return list(history[start + ngram:start + ngram + limit])
+    return []
+
+
+def _verify(llm: Any, pending: int, draft: list[int]) -> list[int]:
+    """Evaluate ``pending`` and the draft in one batch; return the draft tokens the model
+    agrees with, then the model's own next token. The KV cache keeps only agreed positions."""
+    n_past = llm.n_tokens
+    batch = [pending, *draft]
+    llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+    llm._ctx.decode(llm._batch)
+    llm.input_ids[n_past:n_past + len(batch)] = batch
+    chosen = [int(np.argmax(last_logits(llm, i))) for i in range(len(batch))]
+    agreed = 0
+    while agreed < len(draft) and draft[agreed] == chosen[agreed]:
+        agreed += 1
+    llm.n_tokens = n_past + 1 + agreed
+    llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+    llm._requires_eval = True  # the context's last logits may be a rejected position's
+    return [*draft[:agreed], chosen[agreed]]
+
+
+def _incomplete_utf8(text: bytes) -> int:
+    """How many more tokens create_completion waits for before it checks stop strings."""
+    wait = 0
+    for k, char in enumerate(text[-3:]):
+        k = 3 - k
+        for num, pattern in ((2, 192), (3, 224), (4, 240)):
+            if num > k and pattern & char == pattern:
+                wait = num - k
+    return wait
+
+
+def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
+                    stops: Sequence[str], *, reusable: int, draft: int = 0) -> Decoded:
+    """What ``create_completion(prompt, temperature=0, stop=stops)`` returns, token for token."""
+    import llama_cpp
+
+    n_ctx = llm.n_ctx()
+    if len(prompt) >= n_ctx:
+        raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {n_ctx}")
+    if max_tokens is None or max_tokens <= 0:
+        max_tokens = n_ctx - len(prompt)
+    max_tokens = min(max_tokens, n_ctx - len(prompt))
+    stop_bytes = [s.encode("utf-8") for s in stops]
+    vocab, bos = llm._model.vocab, llm.token_bos()
+    started = time.perf_counter()
+    feed(llm, prompt, reusable)
+    prefill_s = time.perf_counter() - started
+    queue = [int(np.argmax(last_logits(llm)))]
+    completion: list[int] = []
+    text, wait, drafted, accepted = b"", 0, 0, 0
+    while True:
+        token = queue.pop(0)
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            break
+        completion.append(token)
+        if completion[0] == bos:  # detokenize() then drops a leading space: do as it does
+            text = llm._model.detokenize(completion)
+        else:
+            text += llm._model.detokenize([token])
+        wait = _incomplete_utf8(text) or wait
+        if wait > 0:
+            wait -= 1
+        else:
+            hits = [s for s in stop_bytes if s in text]
+            if hits:
+                text = text[:text.index(hits[0])]
+                break
+            if len(completion) >= max_tokens:
+                break
+        if not queue:
+            room = min(draft, n_ctx - llm.n_tokens - 2)
+            proposal = lookup_draft([*prompt, *completion], room) if room > 0 else []
+            if proposal:
+                queue = _verify(llm, token, proposal)
+                drafted, accepted = drafted + len(proposal), accepted + len(queue) - 1
+            else:
+                llm.eval([token])
+                queue = [int(np.argmax(last_logits(llm)))]
+    return Decoded(text.decode("utf-8", errors="ignore"), len(prompt), len(completion),
+                   prefill_s, drafted, accepted)
