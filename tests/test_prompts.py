@@ -102,7 +102,7 @@ def test_exact_payloads_are_not_said_to_be_rounded():
 def test_generator_prompt_states_the_payload_shape():
     text = render("generator.j2", item=SERIES_ITEM, budget=8)
     assert ("here item.payload is {\"series\": {\"ts1\": [4 numbers], \"ts2\": [2 numbers]}} "
-            "with the exact values (the data above shows them rounded)") in text
+            "with the exact values (the item below shows them rounded)") in text
     assert "ts1 (4 values): 1.23" in text
     assert payload_shape({"a": "x", "b": [{"c": 1}], "d": None}) == \
         '{"a": a string, "b": [1 item], "d": None}'
