@@ -81,7 +81,8 @@ SERIES_ITEM = MCQAItem(id="t", dataset="toy", question="Where is the spike?",
 
 def test_payload_is_shown_named_and_rounded_before_the_question():
     text = render("direct.j2", item=SERIES_ITEM, style="letter")
-    assert text.startswith(
+    assert text.startswith("Answer with the letter of the correct option (A, B) only.\n\n")
+    assert text.endswith(  # the item comes last, its data before its question
         "Data (numbers rounded to 3 significant digits):\n"
         "series:\n"
         "  ts1 (4 values): 1.23, -0.000123, 12300, 2\n"
