@@ -52,8 +52,10 @@ def test_new_task_runs_direct_on_two_items(run_dir, task):
         payload = json.loads(doc["payload_json"])
         if task == "cgr_timeseriesexam":
             values = payload["series"]["ts"]
-            assert prompt.startswith("Data (numbers rounded to 3 significant digits):\nseries:\n"
-                                     f"  ts ({len(values)} values): {values[0]:.3g}, ")
+            data = ("Data (numbers rounded to 3 significant digits):\nseries:\n"
+                    f"  ts ({len(values)} values): {values[0]:.3g}, ")
+            assert data in prompt  # the item, its data first, comes after the instruction
+            assert prompt.index(data) < prompt.index("Question: " + doc["question"])
         else:
             assert payload is None and "Data" not in prompt.split("Question:")[0]
         if task == "cgr_failuresensoriq_perturbed":

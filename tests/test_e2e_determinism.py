@@ -104,10 +104,14 @@ def _rows(journal: Path) -> int:
 def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_records(tmp_path, package):
     limit = 10
     journal = tmp_path / "journal.db"
-    command = _command(package, "resumed", f"journal={journal}", "chunk_size=2", limit=limit)
+    settings = (f"journal={journal}", "chunk_size=2")
+    command = _command(package, "resumed", *settings, limit=limit)
+    # The killed runs write elsewhere: one that finishes before its kill leaves a samples file
+    # of its own, and the resumed run's folder must hold only the resumed run's.
+    killed = _command(package, "killed", *settings, limit=limit)
     rng = random.Random(7)
     for _ in range(3):  # three kills, each a random time into a (resumed) run
-        proc = subprocess.Popen([str(BIN / "cgr-eval"), *command[1:]], cwd=tmp_path,
+        proc = subprocess.Popen([str(BIN / "cgr-eval"), *killed[1:]], cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         before = _rows(journal)
