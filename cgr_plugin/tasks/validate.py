@@ -62,7 +62,7 @@ def validate_task_yaml(path: Path) -> Report:
             return report  # the class could not be imported: that is the problem
         problems.add(TaskConfigError(
             "this task does not load its data with cgr-plugin; add "
-            "'class: !function cgr_plugin.task.CGRTask' (see docs/datasets.md)",
+            "'class: !function cgr_plugin.tasks.CGRTask' (see docs/datasets.md)",
             source=str(path), line=task_file.line("class") or task_file.line("custom_dataset")))
         return report
     spec = dataset_spec(task_file.dataset_kwargs, task_file.config, where=str(path),
