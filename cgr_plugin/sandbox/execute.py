@@ -181,8 +181,11 @@ def execute(box: Box, program: str, item: Mapping[str, Any], handle_call: Handle
             result.status, result.message = entry.status, entry.message
         else:
             box.release()
+            # The worker reads its init before any program code runs, so a slow read (a
+            # multi-MB program on a busy machine) is not the program's doing: the item's total
+            # wall limit bounds it, not the program's own time.
             _send(to_worker, _init(program, item, seed, box.limits, entry.line),
-                  min(box.limits.wall_seconds, clock.total_left(box.limits)))
+                  clock.total_left(box.limits))
             _converse(box, channel, to_worker, handle_call, result, clock)
     except _Unread:
         result.status = "protocol_error"
