@@ -6,6 +6,7 @@ the kernel lets us, from outside (cgroups, leftover processes), for warm and for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -533,3 +534,32 @@ def test_the_zygote_goes_with_its_parent(ending):
         time.sleep(0.05)
     assert [pid for pid in tree if running(pid)] == []
     cgroups.sweep_stale_cgroups()  # what a killed parent leaves: empty groups, swept at start
+
+
+@needs_cgroup
+def test_the_start_up_sweep_leaves_the_groups_of_other_runs_alone():
+    """Two runs at once (two ranks, two users' jobs): one's start-up sweep must not remove the
+    other's group in the moment between its mkdir and its program's start, when it is empty;
+    only an old empty group whose maker has gone is a killed run's leftover."""
+    root = cgroups.hierarchy().roots[0]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    old = time.time() - 2 * cgroups.STALE_AFTER_S
+    made = {"running maker": root / f"cgr-{other.pid}-aaaaaaaaaaaa",
+            "fresh, maker gone": root / f"cgr-{gone}-bbbbbbbbbbbb",
+            "old, maker gone": root / f"cgr-{gone}-cccccccccccc"}
+    try:
+        for folder in made.values():
+            folder.mkdir()
+        for name in ("running maker", "old, maker gone"):
+            os.utime(made[name], (old, old))
+        cgroups.sweep_stale_cgroups()
+        assert {name: folder.exists() for name, folder in made.items()} == {
+            "running maker": True, "fresh, maker gone": True, "old, maker gone": False}
+    finally:
+        other.kill()
+        other.wait()
+        for folder in made.values():
+            with contextlib.suppress(OSError):
+                folder.rmdir()

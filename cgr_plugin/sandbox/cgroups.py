@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 V1_CONTROLLERS = ("pids", "memory")
 V1_CPU = "cpuacct"  # optional: counts the CPU time of the whole group
 HOST_GROUP = "cgr-host"  # where cgr moves itself on v2, when it must (see the module's text)
+STALE_AFTER_S = 10.0  # an empty group this old whose maker is gone is a killed run's leftover
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def new_cgroup(limits: SandboxLimits) -> Cgroup:
     if isinstance(where, str):
         raise OSError(where)
     group = CgroupV1() if where.version == 1 else CgroupV2()
-    name = f"cgr-{uuid.uuid4().hex[:12]}"
+    name = f"cgr-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # its maker, for the sweep
     try:
         for number, root in enumerate(where.roots):
             try:
@@ -333,16 +334,43 @@ def _no_cpu_account(root: Path, err: OSError) -> None:
                 "CPU is limited per process only", root, err.strerror or err)
 
 
+def _stale(folder: Path, now: float) -> bool:
+    """Empty, older than STALE_AFTER_S, and its maker (the pid in its name) no longer runs.
+
+    Another cgr process (a second rank, a second run) makes groups in the same place, and a
+    group is empty from its mkdir until its program starts: only the maker may remove it
+    then. The age floor covers makers in another PID namespace, whose pid means nothing here.
+    """
+    try:
+        if (folder / "cgroup.procs").read_text().strip():
+            return False
+        if now - folder.stat().st_mtime < STALE_AFTER_S:
+            return False
+    except OSError:
+        return False
+    maker = folder.name.split("-")[1]
+    if maker.isdigit() and int(maker) != os.getpid():
+        try:
+            os.kill(int(maker), 0)
+            return False  # its maker still runs
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return not maker.isdigit()  # a name without a maker: 0.1's groups
+
+
 def sweep_stale_cgroups() -> None:
-    """Remove empty cgr-* groups left by a killed run (rmdir fails on groups still in use)."""
+    """Remove groups left by a killed run (see ``_stale``; rmdir fails on one in use)."""
     where = hierarchy()
     if isinstance(where, str):
         return
+    now = time.time()
     for root in where.roots:
         with contextlib.suppress(OSError):
             for folder in root.glob("cgr-*"):
-                with contextlib.suppress(OSError):
-                    if not (folder / "cgroup.procs").read_text().strip():
+                if folder.name != HOST_GROUP and _stale(folder, now):
+                    with contextlib.suppress(OSError):
                         folder.rmdir()
 
 
