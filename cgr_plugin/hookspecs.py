@@ -92,3 +92,13 @@ def register_normalizers(register: Callable[..., None]) -> None:
 
 HOOKS: tuple[Any, ...] = (register_scorers, register_extractors, register_partitions,
                           register_sandboxes, register_models, register_normalizers)
+
+
+@hookspec
+def register_fixed_programs(register: Callable[..., None]) -> None:
+    """Add fixed programs: ``register(name, source)``, run as the control ``fixed:NAME``.
+
+    ``source`` is a program's text with a top-level ``def solve(item, solver)``, as generated
+    programs have; it runs on every item in the same sandbox, with the same helpers and
+    budget, and no generator. See docs/plugins.md.
+    """

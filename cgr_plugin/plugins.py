@@ -35,10 +35,12 @@ ENTRY_POINT_GROUP = "cgr"
 DEFAULT_PLUGINS = ("cgr_plugin.default_plugins",)
 # Each kind's name for one entry, as messages say it ("no sandbox named ...").
 ONE = {"scorers": "scorer", "extractors": "extractor", "partitions": "partition",
-       "sandboxes": "sandbox", "models": "model", "normalizers": "normalizer"}
+       "sandboxes": "sandbox", "models": "model", "normalizers": "normalizer",
+       "fixed_programs": "fixed program"}
 KINDS = {"register_scorers": "scorers", "register_extractors": "extractors",
          "register_partitions": "partitions", "register_sandboxes": "sandboxes",
-         "register_models": "models", "register_normalizers": "normalizers"}
+         "register_models": "models", "register_normalizers": "normalizers",
+         "register_fixed_programs": "fixed_programs"}
 
 
 class PluginError(CGRError):
@@ -189,7 +191,11 @@ def _collector(reg: Registry, kind: str, plugin: str) -> Callable[..., None]:
     def add(name: str, obj: Any, **options: Any) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered a {ONE[kind]} without a name")
-        if not callable(obj):
+        if kind == "fixed_programs":
+            if not isinstance(obj, str):
+                raise PluginError(f"plugin {plugin!r}: fixed program {name!r} is not a "
+                                  "program's source text")
+        elif not callable(obj):
             raise PluginError(f"plugin {plugin!r}: {ONE[kind]} {name!r} is not callable")
         if name in reg.entries[kind]:
             raise PluginError(f"{ONE[kind]} {name!r} is registered twice: by "

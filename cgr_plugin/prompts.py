@@ -10,6 +10,7 @@ record can say it too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -20,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from ._paths import TEMPLATES_DIR, user_template_dirs
 from .errors import CGRError
 
-__all__ = ["PAYLOAD_DIGITS", "PayloadText", "Prompt", "TemplateError", "environment",
-           "payload_shape", "render", "render_payload", "render_prompt"]
+__all__ = ["DEFAULT_GENERATOR_PROMPT", "GENERATOR_FAMILIES", "PAYLOAD_DIGITS", "PayloadText",
+           "Prompt", "TemplateError", "environment", "generator_families",
+           "generator_template", "payload_shape", "render", "render_payload", "render_prompt",
+           "template_hash"]
 
 # Significant digits of the numbers a prompt shows from a payload (programs see exact values).
 PAYLOAD_DIGITS = 3
@@ -191,3 +195,45 @@ def render_prompt(name: str, extra_dirs: Sequence[str | Path] = (), **variables:
     finally:
         _SHORTENED.reset(token)
     return Prompt(text, "; ".join(dict.fromkeys(notes)) or None)
+
+
+# -- generator prompt families ------------------------------------------------------------------
+# Each family is a template generator_NAME.j2 (model_arg generator_prompt=NAME); a user folder
+# shadows a shipped family or adds one. See docs/prompts.md for what each asks of the generator.
+GENERATOR_FAMILIES = ("cgr", "per_option", "pot", "decompose")
+DEFAULT_GENERATOR_PROMPT = "cgr"
+_FAMILY_FILE = "generator_{}.j2"
+
+
+def generator_template(family: str) -> str:
+    """The template file of generator prompt family ``family``."""
+    return _FAMILY_FILE.format(family)
+
+
+def generator_families(extra_dirs: Sequence[str | Path] = ()) -> list[str]:
+    """Every family the search path has (shipped and users' own), sorted."""
+    prefix, suffix = _FAMILY_FILE.split("{}")
+    return sorted({name.removeprefix(prefix).removesuffix(suffix)
+                   for name in environment(extra_dirs).list_templates()
+                   if name.startswith(prefix) and name.endswith(suffix)})
+
+
+def template_hash(name: str, extra_dirs: Sequence[str | Path] = ()) -> str:
+    """sha256 of a template's source and of every template it includes, as found on the search
+    path: the same hash, the same prompt text for the same item."""
+    env = environment(extra_dirs)
+    digest, todo, seen = hashlib.sha256(), [name], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            source = env.loader.get_source(env, current)[0]
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"template {current!r} not found in: "
+                                + ", ".join(str(p) for p in env.loader.searchpath)) from None
+        digest.update(f"{current}\0{source}\0".encode())
+        todo += sorted(n for n in jinja2.meta.find_referenced_templates(env.parse(source))
+                       if n is not None)
+    return digest.hexdigest()

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "GENERATOR_STATUSES", "HARD_CODED",
-           "HARD_CODING_EVIDENCE", "SCHEMA", "SCORED_CHANNELS", "STATUSES", "CGRRecord",
-           "ChannelResult", "hard_coded", "valid_utf8"]
+__all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "CONTROL_KINDS", "GENERATOR_STATUSES",
+           "HARD_CODED", "HARD_CODING_EVIDENCE", "PROGRAM_CONTROL", "SCHEMA", "SCORED_CHANNELS",
+           "STATUSES", "CGRRecord", "ChannelResult", "control_problem", "hard_coded",
+           "valid_utf8"]
 
 SCHEMA = "cgr.record/1"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -30,6 +31,20 @@ def valid_utf8(text: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub("\ufffd", text)
 CHANNELS = ("direct", "assisted", "generator", "budget_matched")
+# Controls beside the assisted channel (model_arg controls=), kept in CGRRecord.controls by
+# name: "cot" (the solver reasons once, then answers) and "fixed:NAME" (a fixed program run on
+# every item like a generated one). budget_matched is a control too, kept as its own channel.
+PROGRAM_CONTROL = "fixed:"
+CONTROL_KINDS = ("cot", "budget_matched", PROGRAM_CONTROL + "NAME")
+_CONTROL_NAME = re.compile(r"^fixed:[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def control_problem(name: str) -> str | None:
+    """None for a valid control name, else what is wrong with it."""
+    if name in ("cot", "budget_matched") or _CONTROL_NAME.match(name):
+        return None
+    return (f"unknown control {name!r}: one of cot, budget_matched or fixed:NAME (NAME a fixed "
+            "program: letters, digits, _ . -)")
 # The views lm-eval scores (one filter pipeline each): the channels plus assisted with fallback.
 SCORED_CHANNELS = ("direct", "assisted", "assisted_fallback", "generator", "budget_matched")
 # Every channel: ok (a letter), invalid (an answer in which no letter could be read; never
@@ -54,7 +69,8 @@ STATUSES = tuple(dict.fromkeys(COMMON_STATUSES + ASSISTED_STATUSES + GENERATOR_S
 HARD_CODED = "hard_coded"
 HARD_CODING_EVIDENCE = ("returns_literal", "returns_generator_answer", "answered_without_solver")
 # The flags lm-eval reports per item as ``audit_<flag>`` (assisted filter).
-AUDIT_FLAGS = (HARD_CODED, "altered_item", "retyped_item", "placeholders")
+# copies_prompt: the program has the shape of a program its prompt shows (programs/shapes.py).
+AUDIT_FLAGS = (HARD_CODED, "altered_item", "retyped_item", "placeholders", "copies_prompt")
 
 
 def hard_coded(audits: Mapping[str, Any], solver_calls: int | None = None) -> bool:
@@ -115,6 +131,10 @@ class CGRRecord:
     generator_side: ChannelResult = field(default_factory=ChannelResult)
     # control: the direct prompt sampled as often as the program called the solver, majority vote
     budget_matched: ChannelResult = field(default_factory=ChannelResult)
+    # the other controls of the run, by name ("cot", "fixed:judge_each_option")
+    controls: dict[str, ChannelResult] = field(default_factory=dict)
+    # the generator prompt family and its templates' hash: {"name": "cgr", "sha256": "..."}
+    generator_prompt: dict[str, str] | None = None
     schema: str = SCHEMA
 
     @property
@@ -126,9 +146,13 @@ class CGRRecord:
         return self.item.get("answer")
 
     def channel(self, name: str) -> ChannelResult:
-        if name not in CHANNELS:
-            raise KeyError(f"unknown channel {name!r}; channels: {', '.join(CHANNELS)}")
-        return self.generator_side if name == "generator" else getattr(self, name)
+        """A channel or control by name; a valid control this run did not compute is not_run."""
+        if name in CHANNELS:
+            return self.generator_side if name == "generator" else getattr(self, name)
+        if control_problem(name) is None:
+            return self.controls.get(name, ChannelResult())
+        raise KeyError(f"unknown channel {name!r}; channels: {', '.join(CHANNELS)}, and the "
+                       "controls cot and fixed:NAME")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -148,4 +172,6 @@ class CGRRecord:
         channels = data.pop("channels")
         results = {("generator_side" if name == "generator" else name):
                    ChannelResult(**channels[name]) for name in CHANNELS if name in channels}
-        return cls(**data, **results)
+        controls = {name: ChannelResult(**result)
+                    for name, result in (data.pop("controls", None) or {}).items()}
+        return cls(**data, **results, controls=controls)

@@ -21,7 +21,7 @@ import yaml
 from cgr_plugin._paths import DATA_DIR
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.data.loader import read_items
-from cgr_plugin.prompts import render
+from cgr_plugin.prompts import GENERATOR_FAMILIES, generator_template, render
 from cgr_plugin.run.item_view import item_for_program, item_for_prompt, opaque_id, program_seed
 
 from .conftest import REPO
@@ -145,11 +145,12 @@ def test_the_program_id_and_seed_are_stable_and_reveal_nothing_of_the_real_id():
 def test_the_generator_prompt_never_shows_the_real_id(tmp_path):
     """Even a user template that prints item.id gets the opaque one."""
     item = _items("sciq")[3]
-    (tmp_path / "generator.j2").write_text("id={{ item.id }}", encoding="utf-8")
-    assert render("generator.j2", [str(tmp_path)], item=item_for_prompt(item),
+    (tmp_path / "generator_cgr.j2").write_text("id={{ item.id }}", encoding="utf-8")
+    assert render("generator_cgr.j2", [str(tmp_path)], item=item_for_prompt(item),
                   budget=4) == f"id={opaque_id(item)}"
-    shipped = render("generator.j2", item=item_for_prompt(item), budget=4)
-    assert item.id not in shipped and opaque_id(item) not in shipped
+    for family in GENERATOR_FAMILIES:
+        shipped = render(generator_template(family), item=item_for_prompt(item), budget=4)
+        assert item.id not in shipped and opaque_id(item) not in shipped
     for template in (REPO / "templates").glob("*.j2"):
         assert "item.id" not in template.read_text(encoding="utf-8"), template.name
 

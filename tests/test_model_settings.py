@@ -14,6 +14,7 @@ from lm_eval.utils import simple_parse_args_string
 from cgr_plugin import hookimpl, plugins
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.backends import Generation
+from cgr_plugin.prompts import generator_template, template_hash
 from cgr_plugin.record import CGRRecord
 from cgr_plugin.run.journal import Journal
 from cgr_plugin.run.settings import (
@@ -120,7 +121,9 @@ def test_an_unknown_key_names_the_closest_valid_one_and_lists_them_all():
     ("program_timeout=soon", "model_arg program_timeout must be a number"),
     ("chunk_size=0", "model_arg chunk_size must be 1 or more, got 0"),
     ("concurrency=True", "model_arg concurrency must be an integer, got True"),
-    ("channels=direct,budget_matched=True", "budget_matched=True needs the assisted channel"),
+    ("channels=direct,budget_matched=True",
+     "the budget_matched control needs the assisted channel"),
+    ("controls=fixed:judge_each_option+cott", "unknown control 'cott'"),
 ])
 def test_a_bad_value_names_its_key_and_what_it_accepts(model_args, message):
     with pytest.raises(SettingsError) as err:
@@ -244,7 +247,10 @@ def test_model_info_covers_the_settings_the_journal_identity_depends_on(scripted
     assert info == {
         "cgr_solver": {"backend": "scripted"}, "cgr_generator": "scripted:big",
         "cgr_generator_args": {"model": "big"}, "cgr_seed": 0, "cgr_program_memory_mb": 1024,
-        "cgr_channels": ["direct", "assisted", "budget_matched"],
+        "cgr_channels": ["direct", "assisted", "budget_matched"], "cgr_controls": [],
+        "cgr_generator_prompt": {"name": "cgr",
+                                 "sha256": template_hash(generator_template("cgr"))},
+        "cgr_fixed_programs": {},
         "cgr_direct": {"style": "letter", "max_tokens": 8}, "cgr_programs": None,
         "cgr_extractor": "cgr", "cgr_sandbox": "bwrap",
         "cgr_assisted": {"budget": 3, "fallback": "none", "program_timeout": 20.0,

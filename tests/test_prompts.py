@@ -1,7 +1,16 @@
+import re
+
 import pytest
 
 from cgr_plugin.data.items import MCQAItem
-from cgr_plugin.prompts import TemplateError, payload_shape, render, render_payload
+from cgr_plugin.prompts import (
+    GENERATOR_FAMILIES,
+    TemplateError,
+    generator_template,
+    payload_shape,
+    render,
+    render_payload,
+)
 
 ITEM = MCQAItem(id="q", dataset="toy", question="Which is a mammal?",
                 choices=("trout", "whale", "crow", "newt", "frog"), answer="B",
@@ -54,13 +63,19 @@ def test_fewshot_examples_come_before_the_item_with_their_answers():
     assert text.endswith("Answer: A\n\nQuestion: Which is a mammal?\nA. trout\nB. whale")
 
 
-@pytest.mark.parametrize("template", ["generator.j2", "direct.j2"])
+@pytest.mark.parametrize("template", ["direct.j2", *(generator_template(family)
+                                                      for family in GENERATOR_FAMILIES)])
 def test_prompts_of_a_run_differ_only_in_their_item_at_the_end(template):
-    """The fixed text comes first, so the embedded backend computes it once for every item."""
+    """The fixed text comes first, so the embedded backend computes it once for every item.
+    The new generator families end with a section about the item (its letters, its payload's
+    shape) and then the item; per_option keeps 0.1's text, whose letters line is earlier."""
     other = MCQAItem(id="r", dataset="toy", question="Which is a bird?",
                      choices=("crow", "whale", "trout", "newt", "frog"), answer="A")
-    prompts = [render(template, item=item, style="letter", budget=8) for item in (ITEM, other)]
-    blocks = [render("item.j2", item=item) for item in (ITEM, other)]
+    items = (ITEM, other)
+    prompts = [render(template, item=item, style="letter", budget=8) for item in items]
+    tail = "item.j2" if template in ("direct.j2", "generator_per_option.j2") else \
+        "_generator_item.j2"
+    blocks = [render(tail, item=item, budget=8) for item in items]
     assert all(prompt.endswith(block) for prompt, block in zip(prompts, blocks, strict=True))
     assert prompts[0][:-len(blocks[0])] == prompts[1][:-len(blocks[1])]
 
@@ -100,10 +115,12 @@ def test_exact_payloads_are_not_said_to_be_rounded():
     assert render_payload([1, 2.5]).text == "Data:\nvalues (2 values): 1, 2.5"
 
 
-def test_generator_prompt_states_the_payload_shape():
-    text = render("generator.j2", item=SERIES_ITEM, budget=8)
-    assert ("here item.payload is {\"series\": {\"ts1\": [4 numbers], \"ts2\": [2 numbers]}} "
-            "with the exact values (the item below shows them rounded)") in text
+@pytest.mark.parametrize("family", GENERATOR_FAMILIES)
+def test_generator_prompt_states_the_payload_shape(family):
+    text = render(generator_template(family), item=SERIES_ITEM, budget=8)
+    shape = '{"series": {"ts1": [4 numbers], "ts2": [2 numbers]}} with the exact values'
+    assert re.search(rf"[Hh]ere item.payload is {re.escape(shape)} \(the (item|question) below "
+                     r"shows them rounded\)", text)
     assert "ts1 (4 values): 1.23" in text
     assert payload_shape({"a": "x", "b": [{"c": 1}], "d": None}) == \
         '{"a": a string, "b": [1 item], "d": None}'
@@ -111,4 +128,6 @@ def test_generator_prompt_states_the_payload_shape():
 
 def test_items_without_payload_show_no_data_block():
     assert "Data" not in render("direct.j2", item=ITEM, style="letter")
-    assert "here item.payload" not in render("generator.j2", item=ITEM, budget=8)
+    for family in GENERATOR_FAMILIES:
+        text = render(generator_template(family), item=ITEM, budget=8)
+        assert "ere item.payload is" not in text and "Data" not in text

@@ -88,9 +88,12 @@ def test_every_metric_process_results_returns_is_declared_once_from_the_record()
             outcome = {"channel": view, "letter": "A", "status": status, "solver_calls": 2,
                        "fallback_used": False, "audits": dict.fromkeys(AUDIT_FLAGS, True)}
             seen |= set(process_results(doc, [json.dumps(outcome)]))
+    outcome = {"channel": "assisted", "letter": "A", "status": "ok", "solver_calls": 2,
+               "audits": {"program_shape": "0123456789ab"}}
+    seen |= set(process_results(doc, [json.dumps(outcome)]))  # a program with a shape
     assert seen == set(declared)
     higher = {m["metric"] for m in metric_list() if m["higher_is_better"]}
-    assert higher == {"acc", "status_ok"}
+    assert higher == {"acc", "status_ok", "program_diversity"}
 
 
 def test_one_filter_pipeline_per_scored_view_and_only_the_fallback_view_falls_back():

@@ -37,6 +37,14 @@ def _diff(d: dict[str, Any]) -> str:
     return f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
 
 
+def _paired(d: dict[str, Any] | None) -> list[str]:
+    """assisted - control, rescued, harmed and McNemar's p as table cells."""
+    if d is None:
+        return ["-", "-", "-", "-"]
+    p = d.get("mcnemar_p")
+    return [_diff(d), str(d["rescued"]), str(d["harmed"]), "-" if p is None else f"{p:.3g}"]
+
+
 def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     groups = summary["groups"]
     tables = [(
@@ -62,6 +70,33 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
               _acc(g["accuracy"]["direct"]), _acc(g["accuracy"]["budget_matched"]),
               _acc(g["accuracy"]["assisted"]), _diff(g["difference_vs_budget_matched"])]
              for g in controlled]))
+    control_rows = [
+        [g["task"], g["solver"], g["generator"], name, str(c["n"]),
+         "-" if c["solver_calls_mean"] is None else f"{c['solver_calls_mean']:.2f}",
+         _acc(c["accuracy"]), _acc(g["accuracy"]["assisted"]),
+         *(_paired(c["assisted_minus_control"]))]
+        for g in groups for name, c in g.get("controls", {}).items()]
+    if control_rows:
+        tables.append((
+            "Controls beside assisted (cot: the solver reasons, then answers, in one call; "
+            "fixed:NAME: one fixed program on every item; assisted - control paired on the "
+            "items where both ran)",
+            ["task", "solver", "generator", "control", "n", "calls/item", "control",
+             "assisted", "assisted - control", "rescued", "harmed", "McNemar p"],
+            control_rows))
+    program_rows = [
+        [g["task"], g["solver"], g["generator"], str(g["programs"]["programs"]),
+         _acc(g["accuracy"]["assisted"]), f"{g['solver_calls']['assisted_mean']:.2f}",
+         _pct(g["programs"]["copies_prompt"]), _pct(g["programs"]["diversity"]),
+         _pct(g["programs"]["largest_shape_share"])]
+        for g in groups if g.get("programs", {}).get("programs")]
+    if program_rows:
+        tables.append((
+            "Programs by generator prompt family (copies prompt: share with the shape of a "
+            "program the prompt shows; diversity: distinct shapes / programs; largest: the "
+            "share of the most common shape)",
+            ["task", "solver", "generator [family]", "programs", "assisted", "calls/item",
+             "copies prompt %", "diversity %", "largest shape %"], program_rows))
     for label, block in (("", summary["aggregates"]),
                          (" with flagged programs excluded", summary["sensitivity"]["aggregates"])):
         rows = []

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CGRError
-from ..record import HARD_CODED, SCORED_CHANNELS, CGRRecord
+from ..record import HARD_CODED, SCORED_CHANNELS, CGRRecord, control_problem
 
 __all__ = ["ItemOutcome", "LoggedItem", "RunError", "iter_logged", "iter_records", "load_runs"]
 
@@ -42,6 +42,14 @@ class ItemOutcome:
     assisted_calls: int
     audits: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # channel -> scorer -> value
+    family: str | None = None  # the generator prompt family (None: replayed or no programs)
+    # the other controls (cot, fixed:NAME) by name: (letter, status, solver calls)
+    controls: dict[str, tuple[str | None, str, int]] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The generator and its prompt family, as the report's groups name them."""
+        return f"{self.generator} [{self.family}]" if self.family else self.generator
 
     @property
     def direct_ok(self) -> bool:
@@ -80,7 +88,10 @@ def _outcome(run: str, task: str, record: CGRRecord,
         direct_status=direct.status, assisted_status=assisted.status,
         generator_status=own.status, control_status=record.budget_matched.status,
         direct_calls=direct.solver_calls, assisted_calls=assisted.solver_calls,
-        audits=dict(assisted.audits), scores=scores)
+        audits=dict(assisted.audits), scores=scores,
+        family=(record.generator_prompt or {}).get("name"),
+        controls={name: (result.answer, result.status, result.solver_calls)
+                  for name, result in record.controls.items()})
 
 
 @dataclass(frozen=True)
@@ -139,7 +150,8 @@ def _recorded_scores(path: Path, number: int, sample: dict[str, Any]
         outcome = json.loads(filtered)
     except ValueError:
         return None  # e.g. a plain letter from the user's own filter pipeline
-    if not isinstance(outcome, dict) or outcome.get("channel") not in SCORED_CHANNELS:
+    if not isinstance(outcome, dict) or (outcome.get("channel") not in SCORED_CHANNELS
+                                         and control_problem(str(outcome.get("channel")))):
         return None
     scores = outcome.get("scores") or {}
     if not (isinstance(scores, dict) and all(
@@ -156,7 +168,8 @@ def _read_samples(path: Path) -> dict[tuple, tuple[CGRRecord, dict[str, dict[str
         for number, raw in enumerate(lines, 1):
             sample = _parse_line(path, number, raw)
             record = _record(path, number, sample)
-            key = (record.solver, record.generator, record.item_id)
+            family = (record.generator_prompt or {}).get("name")
+            key = (record.solver, record.generator, family, record.item_id)
             _, scores = items.setdefault(key, (record, {}))
             recorded = _recorded_scores(path, number, sample)
             if recorded is not None:
@@ -168,9 +181,9 @@ def iter_logged(folders: Iterable[str | Path]) -> Iterator[LoggedItem]:
     """Every item of every ``samples_*.jsonl`` below the folders.
 
     lm-eval writes one line per item and filter pipeline, and a rerun into the same folder
-    adds a newer file: each (task, solver, generator, item) is yielded once, from the newest
-    file that has it. A line that is cut short, not JSON or not a cgr record is a RunError
-    naming the file and the line.
+    adds a newer file: each (task, solver, generator, generator prompt family, item) is
+    yielded once, from the newest file that has it. A line that is cut short, not JSON or not
+    a cgr record is a RunError naming the file and the line.
     """
     latest: dict[tuple, LoggedItem] = {}
     for folder in map(Path, folders):

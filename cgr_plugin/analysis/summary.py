@@ -1,7 +1,8 @@
 """Every number of a cgr report, computed from item outcomes (the report only renders this).
 
-Groups are (task, solver, generator). Aggregates are per (solver, generator) over the groups of
-a partition: micro (items pooled) and macro (mean over tasks, stratified bootstrap).
+Groups are (task, solver, generator with its prompt family). Aggregates are per (solver,
+generator) over the groups of a partition: micro (items pooled) and macro (mean over tasks,
+stratified bootstrap).
 """
 
 from __future__ import annotations
@@ -73,7 +74,40 @@ def load_partitions(path: str | Path) -> list[Partition]:
 
 
 def _group_key(o: ItemOutcome) -> tuple[str, str, str]:
-    return (o.task, o.solver, o.generator)
+    return (o.task, o.solver, o.model)
+
+
+def _controls(items: Sequence[ItemOutcome], resamples: int, seed: int
+              ) -> dict[str, dict[str, Any]]:
+    """Each control (cot, fixed:NAME) beside assisted: its accuracy, and assisted - control on
+    the items where both ran (paired bootstrap, exact McNemar, rescued/harmed)."""
+    out = {}
+    for name in sorted({name for o in items for name in o.controls}):
+        ran = [o for o in items if name in o.controls and o.controls[name][1] != "not_run"]
+        both = [o for o in ran if o.assisted_status != "not_run"]
+        correct = [o.controls[name][0] == o.gold for o in ran]
+        out[name] = {
+            "n": len(ran), "accuracy": accuracy(correct).to_dict(),
+            "solver_calls_mean": mean(o.controls[name][2] for o in ran) if ran else None,
+            "status_ok": sum(o.controls[name][1] == "ok" for o in ran) / max(len(ran), 1),
+            "assisted_minus_control": paired_difference(
+                [o.assisted_ok for o in both], [o.controls[name][0] == o.gold for o in both],
+                resamples=resamples, seed=seed).to_dict() if both else None}
+    return out
+
+
+def _programs(ran: Sequence[ItemOutcome]) -> dict[str, Any]:
+    """How item-specific the programs are: the share with the shape of a program their prompt
+    shows, and distinct shapes / programs (programs/shapes.py)."""
+    shapes = [o.audits.get("program_shape") for o in ran if o.audits.get("program_shape")]
+    judged = [o for o in ran if o.audits.get("copies_prompt") is not None
+              and o.audits.get("program_shape")]
+    top = Counter(shapes).most_common(1)
+    return {"programs": len(shapes),
+            "copies_prompt": (sum(bool(o.audits["copies_prompt"]) for o in judged) / len(judged)
+                              if judged else None),
+            "diversity": len(set(shapes)) / len(shapes) if shapes else None,
+            "largest_shape_share": top[0][1] / len(shapes) if top else None}
 
 
 def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str, Any]:
@@ -82,7 +116,7 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
     ran = [o for o in items if o.assisted_status != "not_run"]
     n = len(items)
     out: dict[str, Any] = {"task": first.task, "solver": first.solver,
-                           "generator": first.generator, "n": n}
+                           "generator": first.model, "family": first.family, "n": n}
     # Channels beside direct count only the items where the program channel ran: a
     # direct-only run must not read as "assisted 0%".
     out["accuracy"] = {"direct": accuracy([o.direct_ok for o in items]).to_dict()}
@@ -97,6 +131,8 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
         out["difference_vs_budget_matched"] = paired_difference(
             [o.assisted_ok for o in controlled], [o.control_ok for o in controlled],
             resamples=resamples, seed=seed).to_dict()
+    out["controls"] = _controls(items, resamples, seed)
+    out["programs"] = _programs(ran)
     out["assisted_ran"] = len(ran)
     out["statuses"] = {s: statuses.get(s, 0) for s in ASSISTED_STATUSES}
     out["solver_calls"] = {

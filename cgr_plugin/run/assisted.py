@@ -21,7 +21,8 @@ from .. import plugins
 from ..data.items import MCQAItem
 from ..models.backends import Backend, Generation, GenerationRequest
 from ..programs.scaffold import audit_program, extract_program, read_constants
-from ..prompts import render_prompt
+from ..programs.shapes import copies_prompt, shape_id
+from ..prompts import DEFAULT_GENERATOR_PROMPT, generator_template, render_prompt
 from ..record import HARD_CODED, ChannelResult, hard_coded
 from ..sandbox.interface import (
     STDERR_CHARS,
@@ -35,7 +36,8 @@ from .broker import SolverBroker
 from .item_view import item_for_program, item_for_prompt, program_seed
 from .progress import StageBars
 
-__all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_item_program"]
+__all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_fixed_program",
+           "run_item_program", "run_programs"]
 
 log = logging.getLogger(__name__)
 FALLBACKS = ("none", "direct", "generator")
@@ -145,16 +147,18 @@ def _run_in_sandbox(code: str, item: MCQAItem, calls: SolverCalls,
 def run_item_program(program_text: str | None, item: MCQAItem, *,
                      solver: Backend | SolverBroker, settings: AssistedSettings,
                      direct_prompt: Callable[[MCQAItem], str],
-                     direct_max_tokens: int) -> tuple[ChannelResult, ChannelResult]:
+                     direct_max_tokens: int, prompt: str | None = None
+                     ) -> tuple[ChannelResult, ChannelResult]:
     """(assisted, generator) results for one item from the generator's raw output.
 
-    ``solver`` is the broker shared by concurrently running programs, or a backend of its own.
+    ``solver`` is the broker shared by concurrently running programs, or a backend of its own;
+    ``prompt`` the generator prompt the output answers (audit ``copies_prompt``).
     """
     if not isinstance(solver, SolverBroker):
         with SolverBroker(solver, max_batch=1, wait_seconds=0) as broker, broker.program():
             return run_item_program(program_text, item, solver=broker, settings=settings,
                                     direct_prompt=direct_prompt,
-                                    direct_max_tokens=direct_max_tokens)
+                                    direct_max_tokens=direct_max_tokens, prompt=prompt)
     started = time.perf_counter()
     program = extract_program(program_text)
     letter, constant_status, difficulty = read_constants(program.tree, item.letters)
@@ -163,6 +167,9 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
         answer=letter, raw=program_text, difficulty=difficulty)
     audits = audit_program(program, question=item.question, choices=item.choices,
                            letters=item.letters)
+    # the program's shape (names and literals abstracted), and whether its prompt showed it
+    audits["program_shape"] = shape_id(program.source)
+    audits["copies_prompt"] = None if prompt is None else copies_prompt(program.source, prompt)
     # "not_run" until the sandbox has run an extracted program; extraction failures are final
     assisted = ChannelResult(status="not_run" if program.status == "ok" else program.status,
                              program=program.source,
@@ -214,17 +221,11 @@ def _apply_fallback(assisted: ChannelResult, settings: AssistedSettings,
         assisted.fallback = {"source": settings.fallback, "answer": source.answer}
 
 
-def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backend | None,
-                 settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
-                 direct_max_tokens: int, template_dirs: Sequence[str] = (),
-                 direct: Sequence[ChannelResult] | None = None, bars: StageBars | None = None,
-                 programs: Mapping[str, str] | None = None
-                 ) -> list[tuple[ChannelResult, ChannelResult]]:
-    """Generate every item's program in one batch (or take it from ``programs``, a replayed
-    package keyed by ``dataset/id``), then run the programs in a pool of ``concurrency``."""
-    rendered = [render_prompt("generator.j2", template_dirs, item=item_for_prompt(item),
-                              budget=settings.budget) for item in items]
-    prompts = [prompt.text for prompt in rendered]
+def _write_programs(items: Sequence[MCQAItem], prompts: Sequence[str], *,
+                    generator: Backend | None, settings: AssistedSettings,
+                    bars: StageBars | None, programs: Mapping[str, str] | None
+                    ) -> tuple[list[Generation], float]:
+    """Each item's generator output (or its replayed program), and the seconds per item."""
     started = time.perf_counter()
     with bars.stage("generation") if bars else nullcontext(False) as tick:
         if programs is not None:
@@ -240,9 +241,18 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
             generations = generator.generate(
                 [GenerationRequest(p, settings.generator_max_tokens) for p in prompts],
                 progress=tick)
-    per_item = (time.perf_counter() - started) / max(len(items), 1)
+    return generations, (time.perf_counter() - started) / max(len(items), 1)
 
-    def run_one(item: MCQAItem, gen: Generation, broker: SolverBroker
+
+def run_programs(items: Sequence[MCQAItem], generations: Sequence[Generation], *,
+                 solver: Backend, settings: AssistedSettings,
+                 direct_prompt: Callable[[MCQAItem], str], direct_max_tokens: int,
+                 prompts: Sequence[str | None] | None = None, stage: str = "execution",
+                 bars: StageBars | None = None) -> list[tuple[ChannelResult, ChannelResult]]:
+    """(assisted, generator) for each item's program text, run in a pool of ``concurrency``
+    sharing one solver broker. ``prompts`` are the generator prompts the programs answer (for
+    the copies_prompt audit); fixed programs have none."""
+    def run_one(index: int, item: MCQAItem, gen: Generation, broker: SolverBroker
                 ) -> tuple[ChannelResult, ChannelResult]:
         if gen.error is not None:
             outcome = (ChannelResult(status="generator_error", error=gen.error),
@@ -253,19 +263,47 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                 with broker.program():
                     outcome = run_item_program(gen.text, item, solver=broker, settings=settings,
                                                direct_prompt=direct_prompt,
-                                               direct_max_tokens=direct_max_tokens)
+                                               direct_max_tokens=direct_max_tokens,
+                                               prompt=prompts[index] if prompts else None)
             except Exception as err:  # a harness failure costs this item, never the run
                 log.exception("item %s: running its program failed", item.id)
                 message = f"{type(err).__name__}: {err}"
                 outcome = (ChannelResult(status="crashed", program=gen.text, error=message),
                            ChannelResult(status="error", raw=gen.text, error=message))
         if bars:
-            bars.advance("execution", 1, outcome[0].solver_calls)
+            bars.advance(stage, 1, outcome[0].solver_calls)
         return outcome
 
-    def finish(i: int, outcome: tuple[ChannelResult, ChannelResult]
-               ) -> tuple[ChannelResult, ChannelResult]:
-        assisted, generator_result = outcome
+    with (bars.stage(stage) if bars else nullcontext()),  \
+            SolverBroker(solver, max_batch=settings.solver_batch,
+                         wait_seconds=settings.batch_wait_ms / 1000) as broker, \
+            ThreadPoolExecutor(max_workers=min(settings.concurrency, max(len(items), 1)),
+                               thread_name_prefix="cgr-program") as pool:
+        futures = [pool.submit(run_one, i, item, gen, broker)
+                   for i, (item, gen) in enumerate(zip(items, generations, strict=True))]
+        return [future.result() for future in futures]
+
+
+def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backend | None,
+                 settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
+                 direct_max_tokens: int, template_dirs: Sequence[str] = (),
+                 direct: Sequence[ChannelResult] | None = None, bars: StageBars | None = None,
+                 programs: Mapping[str, str] | None = None,
+                 generator_prompt: str = DEFAULT_GENERATOR_PROMPT
+                 ) -> list[tuple[ChannelResult, ChannelResult]]:
+    """Generate every item's program in one batch with the family ``generator_prompt`` (or take
+    it from ``programs``, a replayed package keyed by ``dataset/id``: those were written for
+    another prompt, so their copies_prompt audit is None), then run them."""
+    rendered = [render_prompt(generator_template(generator_prompt), template_dirs,
+                              item=item_for_prompt(item), budget=settings.budget)
+                for item in items]
+    prompts = [prompt.text for prompt in rendered]
+    generations, per_item = _write_programs(items, prompts, generator=generator,
+                                            settings=settings, bars=bars, programs=programs)
+    outcomes = run_programs(items, generations, solver=solver, settings=settings,
+                            direct_prompt=direct_prompt, direct_max_tokens=direct_max_tokens,
+                            prompts=None if programs is not None else prompts, bars=bars)
+    for i, (assisted, generator_result) in enumerate(outcomes):
         generator_result.prompt = prompts[i]
         generator_result.prompt_shortened = rendered[i].shortened
         generator_result.seconds = generator_result.model_seconds = per_item
@@ -274,13 +312,17 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
         assisted.seconds += per_item
         assisted.model_seconds += per_item
         _apply_fallback(assisted, settings, direct[i] if direct else None, generator_result)
-        return assisted, generator_result
+    return outcomes
 
-    with (bars.stage("execution") if bars else nullcontext()),  \
-            SolverBroker(solver, max_batch=settings.solver_batch,
-                         wait_seconds=settings.batch_wait_ms / 1000) as broker, \
-            ThreadPoolExecutor(max_workers=min(settings.concurrency, max(len(items), 1)),
-                               thread_name_prefix="cgr-program") as pool:
-        futures = [pool.submit(run_one, item, gen, broker)
-                   for item, gen in zip(items, generations, strict=True)]
-        return [finish(i, future.result()) for i, future in enumerate(futures)]
+
+def run_fixed_program(source: str, items: Sequence[MCQAItem], *, solver: Backend,
+                      settings: AssistedSettings, direct_prompt: Callable[[MCQAItem], str],
+                      direct_max_tokens: int, stage: str,
+                      bars: StageBars | None = None) -> list[ChannelResult]:
+    """The control ``fixed:NAME``: one program's source run on every item exactly as a
+    generated program runs (sandbox, helpers, budget, statuses, trace), without a generator."""
+    text = f"```python\n{source}\n```"
+    outcomes = run_programs(items, [Generation(text) for _ in items], solver=solver,
+                            settings=settings, direct_prompt=direct_prompt,
+                            direct_max_tokens=direct_max_tokens, stage=stage, bars=bars)
+    return [assisted for assisted, _ in outcomes]

@@ -42,13 +42,14 @@ def rendered_direct_prompt(item: MCQAItem, settings: DirectSettings,
 
 def run_direct(items: Sequence[MCQAItem], *, solver: Backend, settings: DirectSettings,
                extract: Callable[..., Any], template_dirs: Sequence[str] = (),
-               bars: StageBars | None = None) -> list[ChannelResult]:
-    """One solver call per item; a letter is read with ``extract`` (never guessed)."""
+               bars: StageBars | None = None, stage: str = "direct") -> list[ChannelResult]:
+    """One solver call per item; a letter is read with ``extract`` (never guessed). The
+    chain-of-thought control is this with the ``reasoning`` style (``stage="cot"``)."""
     rendered = [rendered_direct_prompt(item, settings, template_dirs) for item in items]
     prompts = [prompt.text for prompt in rendered]
     requests = [GenerationRequest(prompt, settings.max_tokens) for prompt in prompts]
     started = time.perf_counter()
-    with bars.stage("direct", calls_per_item=1) if bars else nullcontext(False) as tick:
+    with bars.stage(stage, calls_per_item=1) if bars else nullcontext(False) as tick:
         generations = solver.generate(requests, progress=tick)
     per_item = (time.perf_counter() - started) / max(len(items), 1)
     results = []

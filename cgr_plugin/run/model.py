@@ -17,33 +17,39 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lm_eval.api.model import LM
 
 from .. import plugins
+from .._paths import user_template_dirs
 from ..data.items import ItemError, MCQAItem
 from ..models.backends import Backend, RetryingBackend, make_backend
 from ..models.cache import CachedBackend, ResponseCache
-from ..models.registry import ModelSpec, load_registry
+from ..models.registry import DirectSettings, ModelSpec, load_registry
+from ..programs.library import fixed_source
 from ..programs.packages import load_programs
-from ..record import CGRRecord, ChannelResult
-from .assisted import run_assisted
+from ..prompts import generator_families, generator_template, template_hash
+from ..record import PROGRAM_CONTROL, CGRRecord, ChannelResult
+from .assisted import run_assisted, run_fixed_program
 from .control import run_budget_matched
 from .direct import direct_prompt, direct_settings, run_direct
 from .journal import Journal, identity_hash
 from .progress import StageBars
-from .settings import CHANNEL_SETS, DEFAULT_GENERATOR, DEFAULT_SOLVER, RunSettings
+from .settings import CHANNEL_SETS, DEFAULT_GENERATOR, DEFAULT_SOLVER, RunSettings, SettingsError
 
 __all__ = ["CGRLM", "CHANNEL_SETS", "DEFAULT_GENERATOR", "DEFAULT_SOLVER"]
 
 log = logging.getLogger(__name__)
+COT_MAX_TOKENS = 256  # the chain-of-thought control's reply: a few sentences and the answer
 
 
 def _backend_failed(record: CGRRecord) -> bool:
     """A model failed (timeout, HTTP error, OOM): worth retrying on resume, not journaling."""
     return (record.direct.status == "error" or record.assisted.status == "generator_error"
-            or record.budget_matched.status == "error")
+            or record.budget_matched.status == "error"
+            or any(control.status == "error" for control in record.controls.values()))
 
 
 @dataclass
@@ -80,12 +86,17 @@ class CGRLM(LM):
         super().__init__()
         self.settings = settings = RunSettings.from_model_args(kwargs)
         self.channels = settings.channel_names
-        self.budget_matched = settings.budget_matched
+        self.budget_matched = settings.matches_budget
         self.chunk_size = settings.chunk_size
         self.assisted_settings = settings.assisted()
         self.extract = plugins.extractor(settings.extractor)
         plugins.sandbox(settings.sandbox)  # an unknown name fails here, before models load
         self.template_dirs = [settings.template_dir] if settings.template_dir else []
+        self.generator_prompt = self._generator_family()
+        self.fixed = {f"{PROGRAM_CONTROL}{name}": fixed_source(name, settings.fixed_programs)
+                      for name in settings.fixed_program_names}
+        self.controls = tuple(name for name in settings.control_names
+                              if name != "budget_matched")
         self.registry: dict[str, ModelSpec] = load_registry(
             [settings.registry] if settings.registry else [])
         self.programs: dict[str, str] | None = (
@@ -110,10 +121,28 @@ class CGRLM(LM):
         self.solver = self._resilient(self.solver)
         self.direct_settings = direct_settings(self.solver_spec, style=settings.direct_style,
                                                max_tokens=settings.direct_max_tokens)
+        # the chain-of-thought control: the direct prompt in its reasoning style, room to reason
+        self.cot_settings = DirectSettings(style="reasoning", max_tokens=max(
+            COT_MAX_TOKENS, self.direct_settings.max_tokens))
         self._generator_model = settings.generator
         self.generator_args = dict(settings.generator_args)
         self._generator: Backend | None = None
         self.generator_name = self._generator_label()
+
+    def _generator_family(self) -> dict[str, str]:
+        """The generator prompt family as records name it: its name and its templates' hash."""
+        name = self.settings.generator_prompt
+        known = generator_families(self.template_dirs)
+        if name not in known:
+            raise SettingsError(f"cgr: generator_prompt={name!r}: no template "
+                                f"{generator_template(name)}; families here: {', '.join(known)}")
+        for folder in [*self.template_dirs, *map(str, user_template_dirs())]:
+            if (Path(folder) / "generator.j2").exists():
+                log.warning("cgr: %s/generator.j2 is no longer read: generator prompts are "
+                            "families now; save it as generator_NAME.j2 and run with "
+                            "generator_prompt=NAME (docs/prompts.md)", folder)
+        return {"name": name, "sha256": template_hash(generator_template(name),
+                                                      self.template_dirs)}
 
     def _generator_label(self) -> str:
         """The generator as records name it: "hf" alone would merge different models."""
@@ -177,10 +206,10 @@ class CGRLM(LM):
         return direct_prompt(item, self.direct_settings, self.template_dirs)
 
     def _stages(self) -> tuple[str, ...]:
-        if "assisted" not in self.channels:
-            return ("direct",)
-        return ("direct", "generation", "execution") + (
-            ("control",) if self.budget_matched else ())
+        stages = ("direct",)
+        if "assisted" in self.channels:
+            stages += ("generation", "execution") + (("control",) if self.budget_matched else ())
+        return stages + self.controls
 
     def _run_items(self, items: list[MCQAItem], bars: StageBars | None = None
                    ) -> list[CGRRecord]:
@@ -194,12 +223,33 @@ class CGRLM(LM):
             assisted = self._run_assisted(items, direct, bars)
             if self.budget_matched:
                 control = self._run_control(items, [program for program, _ in assisted], bars)
+        controls = self._run_controls(items, bars)
         generator = self.generator_name if "assisted" in self.channels else None
+        family = (self.generator_prompt if "assisted" in self.channels and self.programs is None
+                  else None)  # replayed programs were written for another run's prompt
         return [CGRRecord(item=item.to_json(), solver=self.solver.name, generator=generator,
                           direct=result, assisted=program, generator_side=own,
-                          budget_matched=matched)
-                for item, result, (program, own), matched in zip(items, direct, assisted,
-                                                                 control, strict=True)]
+                          budget_matched=matched, controls=others, generator_prompt=family)
+                for item, result, (program, own), matched, others in zip(
+                    items, direct, assisted, control, controls, strict=True)]
+
+    def _run_controls(self, items: list[MCQAItem], bars: StageBars | None
+                      ) -> list[dict[str, ChannelResult]]:
+        """The controls of ``controls=`` other than budget_matched, by name, per item."""
+        per_item: list[dict[str, ChannelResult]] = [{} for _ in items]
+        for name in self.controls:
+            if name == "cot":
+                results = run_direct(items, solver=self.solver, settings=self.cot_settings,
+                                     extract=self.extract, template_dirs=self.template_dirs,
+                                     bars=bars, stage="cot")
+            else:
+                results = run_fixed_program(
+                    self.fixed[name], items, solver=self.solver, settings=self.assisted_settings,
+                    direct_prompt=self._direct_prompt,
+                    direct_max_tokens=self.direct_settings.max_tokens, stage=name, bars=bars)
+            for outcome, result in zip(per_item, results, strict=True):
+                outcome[name] = result
+        return per_item
 
     def _run_assisted(self, items: list[MCQAItem], direct: list[ChannelResult],
                       bars: StageBars | None) -> list[tuple[ChannelResult, ChannelResult]]:
@@ -209,7 +259,8 @@ class CGRLM(LM):
             generator=None if self.programs is not None else self.generator,
             programs=self.programs, settings=self.assisted_settings,
             direct_prompt=self._direct_prompt, direct_max_tokens=self.direct_settings.max_tokens,
-            template_dirs=self.template_dirs, direct=direct, bars=bars)
+            template_dirs=self.template_dirs, direct=direct, bars=bars,
+            generator_prompt=self.generator_prompt["name"])
 
     def _run_control(self, items: list[MCQAItem], programs: list[ChannelResult],
                      bars: StageBars | None) -> list[ChannelResult]:
@@ -291,6 +342,10 @@ class CGRLM(LM):
                 "cgr_program_memory_mb": settings.limits.memory_bytes >> 20,
                 "cgr_channels": list(self.channels) + (["budget_matched"]
                                                        if self.budget_matched else []),
+                "cgr_controls": list(self.controls),
+                "cgr_generator_prompt": self.generator_prompt,
+                "cgr_fixed_programs": {name: hashlib.sha256(source.encode()).hexdigest()
+                                       for name, source in self.fixed.items()},
                 "cgr_direct": {"style": self.direct_settings.style,
                                "max_tokens": self.direct_settings.max_tokens},
                 "cgr_programs": None if self.programs is None else hashlib.sha256(

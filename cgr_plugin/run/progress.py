@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["STAGES", "StageBars"]
 
 STAGES = {"direct": "direct", "generation": "programs written", "execution": "programs run",
-          "control": "budget-matched control"}
+          "control": "budget-matched control", "cot": "chain-of-thought control"}
 
 
 class StageBars:
@@ -27,8 +27,8 @@ class StageBars:
         self.busy = dict.fromkeys(stages, 0.0)
         self._since: dict[str, float] = {}
         self.bars: dict[str, Any] = {
-            stage: tqdm(total=total, desc=f"cgr {STAGES[stage]}", unit="item", position=i,
-                        disable=not enabled, dynamic_ncols=True)
+            stage: tqdm(total=total, desc=f"cgr {STAGES.get(stage, stage)}", unit="item",
+                        position=i, disable=not enabled, dynamic_ncols=True)
             for i, stage in enumerate(stages)}
 
     @contextmanager

@@ -17,6 +17,8 @@ from typing import Any
 
 from ..errors import CGRError
 from ..models.registry import DIRECT_STYLES
+from ..prompts import DEFAULT_GENERATOR_PROMPT
+from ..record import PROGRAM_CONTROL, control_problem
 from ..sandbox.runner import SandboxLimits
 from .assisted import FALLBACKS, AssistedSettings
 
@@ -76,6 +78,21 @@ class RunSettings:
     channels: str = _option(
         "all", str, "`direct` skips programs (assisted and generator are then `not_run`); "
         "`all` and `direct+assisted` run every channel", choices=tuple(CHANNEL_SETS))
+    generator_prompt: str = _option(
+        DEFAULT_GENERATOR_PROMPT, str, "the generator prompt family, template "
+        "`generator_NAME.j2`: `cgr` (strategies in words, no body to paste), `per_option` "
+        "(0.1's prompt: one judge per option), `pot` (compute from the item's data), "
+        "`decompose` (sub-questions), or a user folder's own; recorded with its hash",
+        metavar="NAME")
+    controls: str | None = _option(
+        None, str, "controls beside assisted, joined with `+`: `fixed:NAME` (a fixed program "
+        "on every item, same sandbox and budget, no generator: `judge_each_option`, "
+        "`eliminate`, `evidence_then_judge`, or your own), `cot` (the solver reasons, then "
+        "answers, in one call), `budget_matched`; each is a column of lm-eval's results and "
+        "is paired with assisted in `cgr report`", metavar="C+C")
+    fixed_programs: str | None = _option(
+        None, str, "a folder of fixed programs, one `NAME.py` each, for `controls=fixed:NAME`",
+        metavar="PATH")
     budget: int = _option(8, int, "solver calls per program", minimum=0)
     fallback: str = _option(
         "none", str, "the answer recorded beside an assisted failure, never inside it; see "
@@ -89,7 +106,8 @@ class RunSettings:
     programs: str | None = _option(
         None, str, "replay the programs of a `cgr export` package instead of generating (no "
         "generator model is loaded)", metavar="PKG")
-    budget_matched: bool = _option(False, bool, "add the budget-matched control channel (below)")
+    budget_matched: bool = _option(False, bool, "add the budget-matched control channel (below); "
+                                   "the same as `controls=budget_matched`")
     journal: str | None = _option(
         None, str, "an SQLite journal of finished records, written per chunk of `chunk_size` "
         "items; the same command again resumes after an interruption (Ctrl-C, kill -9); keys "
@@ -156,9 +174,13 @@ class RunSettings:
                                    spec.default if converted is None else converted)
         for name in ("solver_args", "generator_args"):
             object.__setattr__(self, name, dict(getattr(self, name)))
-        if self.budget_matched and "assisted" not in self.channel_names:
-            raise SettingsError("cgr: budget_matched=True needs the assisted channel (it matches "
-                                "each program's solver calls); drop channels=direct")
+        for name in self.control_names:
+            problem = control_problem(name)
+            if problem is not None:
+                raise SettingsError(f"cgr: model_arg controls: {problem}")
+        if self.matches_budget and "assisted" not in self.channel_names:
+            raise SettingsError("cgr: the budget_matched control needs the assisted channel (it "
+                                "matches each program's solver calls); drop channels=direct")
 
     @classmethod
     def from_model_args(cls, kwargs: Mapping[str, Any]) -> RunSettings:
@@ -180,6 +202,22 @@ class RunSettings:
     @property
     def channel_names(self) -> tuple[str, ...]:
         return CHANNEL_SETS[self.channels]
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        """``controls=`` as names, in the order given, each once."""
+        return tuple(dict.fromkeys(part.strip() for part in (self.controls or "").split("+")
+                                   if part.strip()))
+
+    @property
+    def matches_budget(self) -> bool:
+        """Whether the budget-matched control runs (``budget_matched=True`` or in controls)."""
+        return self.budget_matched or "budget_matched" in self.control_names
+
+    @property
+    def fixed_program_names(self) -> tuple[str, ...]:
+        return tuple(name.removeprefix(PROGRAM_CONTROL) for name in self.control_names
+                     if name.startswith(PROGRAM_CONTROL))
 
     @property
     def cache_path(self) -> str | None:

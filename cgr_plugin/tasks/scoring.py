@@ -10,15 +10,37 @@ every status and audit flag, plus each plugin scorer's value (see ``cgr_plugin.h
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lm_eval.api.filter import Filter
+from lm_eval.api.registry import AGGREGATION_REGISTRY, register_aggregation
 
 from .. import plugins
-from ..record import ASSISTED_STATUSES, AUDIT_FLAGS, CHANNELS, SCORED_CHANNELS, CGRRecord
+from ..record import (
+    ASSISTED_STATUSES,
+    AUDIT_FLAGS,
+    CHANNELS,
+    PROGRAM_CONTROL,
+    SCORED_CHANNELS,
+    CGRRecord,
+    control_problem,
+)
 
-__all__ = ["AUDIT_FLAGS", "ChannelFilter", "filter_list", "metric_list", "process_results"]
+__all__ = ["AUDIT_FLAGS", "ChannelFilter", "distinct_share", "filter_list", "metric_list",
+           "process_results"]
+
+DIVERSITY = "program_diversity"  # distinct program shapes / programs (programs/shapes.py)
+
+
+def distinct_share(shapes: Sequence[str]) -> float:
+    """lm-eval aggregation of ``program_diversity``: distinct values / values (1.0: every
+    program has a shape of its own; 1/n: one program everywhere)."""
+    return len(set(shapes)) / len(shapes) if shapes else float("nan")
+
+
+if "distinct_share" not in AGGREGATION_REGISTRY:
+    register_aggregation("distinct_share")(distinct_share)
 
 
 class ChannelFilter(Filter):
@@ -29,9 +51,9 @@ class ChannelFilter(Filter):
     """
 
     def __init__(self, channel: str = "direct", fallback: bool = False, **kwargs: Any) -> None:
-        if channel not in CHANNELS:
+        if channel not in CHANNELS and control_problem(channel) is not None:
             raise ValueError(f"cgr channel filter: unknown channel {channel!r}; "
-                             f"one of {', '.join(CHANNELS)}")
+                             f"one of {', '.join(CHANNELS)}, cot or fixed:NAME")
         self.channel, self.fallback = channel, bool(fallback)
 
     def _outcome(self, response: Any) -> dict[str, Any]:
@@ -67,14 +89,21 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
     letter = outcome.get("letter")
     metrics = {"acc": float(letter == doc["answer"]),
                "invalid": float(letter not in doc["letters"])}
-    if outcome.get("channel") in ("direct", "assisted", "budget_matched"):
+    channel = str(outcome.get("channel") or "")
+    if channel in ("direct", "assisted", "budget_matched", "cot") or channel.startswith(
+            PROGRAM_CONTROL):
         metrics["solver_calls"] = float(outcome.get("solver_calls") or 0)
-    if outcome.get("channel") == "assisted":
+    if channel.startswith(PROGRAM_CONTROL):
+        metrics["status_ok"] = float(outcome.get("status") == "ok")
+    if channel == "assisted":
         status = outcome.get("status")
         metrics |= {f"status_{s}": float(status == s) for s in ASSISTED_STATUSES
                     if s != "not_run"}
         audits = outcome.get("audits") or {}
-        metrics |= {f"audit_{flag}": float(bool(audits.get(flag))) for flag in AUDIT_FLAGS}
+        metrics |= {f"audit_{flag}": float(bool(audits.get(flag))) for flag in AUDIT_FLAGS
+                    if audits.get(flag, False) is not None}  # None: not judged (a replay)
+        if audits.get("program_shape"):
+            metrics[DIVERSITY] = audits["program_shape"]  # aggregated by distinct_share
     if outcome.get("channel") == "assisted_fallback":
         metrics["fallback_used"] = float(bool(outcome.get("fallback_used")))
     scores = outcome.get("scores")
@@ -83,14 +112,19 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
     return metrics
 
 
-def filter_list() -> list[dict[str, Any]]:
-    """One filter pipeline per scored view (``record.SCORED_CHANNELS``), for every CGR task.
+def filter_list(controls: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One filter pipeline per scored view (``record.SCORED_CHANNELS``), for every CGR task,
+    and one per control of ``controls`` (model_arg ``controls=``, which lm-eval hands the task
+    as metadata) other than budget_matched, which always has its own.
 
     ``assisted_fallback`` reads the assisted channel with the fallback letter where the program
     gave none; ``assisted`` itself never does.
     """
     pipelines = []
-    for view in SCORED_CHANNELS:
+    views = [*SCORED_CHANNELS, *(name for name in dict.fromkeys(controls)
+                                 if name not in SCORED_CHANNELS
+                                 and control_problem(name) is None)]
+    for view in views:
         channel = view.removesuffix("_fallback")
         step: dict[str, Any] = {"function": ChannelFilter, "channel": channel}
         if view != channel:
@@ -102,10 +136,12 @@ def filter_list() -> list[dict[str, Any]]:
 def metric_list() -> list[dict[str, Any]]:
     """Every metric ``process_results`` can return, from the record's statuses and audit flags.
 
-    Lower is better for everything but accuracy and the share of programs that ran ``ok``.
+    Lower is better for everything but accuracy, the share of programs that ran ``ok`` and
+    ``program_diversity`` (distinct program shapes / programs, the assisted column only).
     """
     names = ["acc", "invalid", "solver_calls", "fallback_used",
              *(f"status_{s}" for s in ASSISTED_STATUSES if s != "not_run"),
              *(f"audit_{flag}" for flag in AUDIT_FLAGS)]
     return [{"metric": name, "aggregation": "mean",
-             "higher_is_better": name in ("acc", "status_ok")} for name in names]
+             "higher_is_better": name in ("acc", "status_ok")} for name in names] + [
+        {"metric": DIVERSITY, "aggregation": "distinct_share", "higher_is_better": True}]

@@ -47,7 +47,9 @@ class CGRTask(ConfigurableTask):
         merged = {**base, **own}
         merged["metadata"] = {**(base.get("metadata") or {}), **(own.get("metadata") or {})}
         # Defined once, from record.py's channels, statuses and audit flags (a task may override).
-        merged.setdefault("filter_list", filter_list())
+        # lm-eval hands a task the run's model_args as metadata: controls= adds their columns
+        controls = str((merged["metadata"] or {}).get("controls") or "").split("+")
+        merged.setdefault("filter_list", filter_list([c.strip() for c in controls]))
         merged.setdefault("metric_list", metric_list())
         self._drawn: tuple[int, list[dict[str, Any]]] | None = None
         super().__init__(config=merged, **kwargs)
