@@ -30,7 +30,7 @@ from _harness import bundle_items
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
 from cgr_plugin.models.llama_decode import greedy_generate
 from cgr_plugin.models.registry import load_registry, model_file
-from cgr_plugin.prompts import render
+from cgr_plugin.prompts import DEFAULT_GENERATOR_PROMPT, generator_template, render
 from cgr_plugin.run.assisted import AssistedSettings
 
 
@@ -155,7 +155,8 @@ def main() -> None:
     items = bundle_items("arc_easy", args.items)
     settings = AssistedSettings()
     max_tokens = settings.generator_max_tokens
-    prompts = [render("generator.j2", item=item, budget=settings.budget) for item in items]
+    prompts = [render(generator_template(DEFAULT_GENERATOR_PROMPT), item=item,
+                      budget=settings.budget) for item in items]
     generator = LlamaCppBackend(registry[args.generator], n_threads=args.threads)
     llm = generator._model()
     load = os.getloadavg()

@@ -121,7 +121,8 @@ def test_export_then_replay_reproduces_every_assisted_answer(runs, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["schema"] == "cgr.programs/1" and manifest["programs"] == 12
-    assert set(manifest["templates"]) >= {"generator.j2", "direct.j2"}
+    assert set(manifest["templates"]) >= {"generator_cgr.j2", "generator_per_option.j2",
+                                          "direct.j2"}
     replay = tmp_path / "replay"
     run = run_cli("cgr-eval", "--model", "cgr", "--model_args",
                   f"programs={package},solver=smollm2-135m", "--tasks", TASKS, "--limit", "4",

@@ -22,7 +22,7 @@ ITEMS = [MCQAItem(id=str(i), dataset="toy", question=q, choices=c, answer="A")
 
 
 def _requests() -> list[GenerationRequest]:
-    generator = [render("generator.j2", item=item, budget=8) for item in ITEMS]
+    generator = [render("generator_cgr.j2", item=item, budget=8) for item in ITEMS]
     direct = [render("direct.j2", item=item, style="reasoning") for item in ITEMS]
     return ([GenerationRequest(p, 96) for p in generator + direct]
             + [GenerationRequest(generator[0], 40, stop=("\n",)),  # a stop string, same prompt

@@ -119,7 +119,7 @@ def test_exact_payloads_are_not_said_to_be_rounded():
 def test_generator_prompt_states_the_payload_shape(family):
     text = render(generator_template(family), item=SERIES_ITEM, budget=8)
     shape = '{"series": {"ts1": [4 numbers], "ts2": [2 numbers]}} with the exact values'
-    assert re.search(rf"[Hh]ere item.payload is {re.escape(shape)} \(the (item|question) below "
+    assert re.search(rf"(here|has data:) item.payload is {re.escape(shape)} \(the (item|question) below "
                      r"shows them rounded\)", text)
     assert "ts1 (4 values): 1.23" in text
     assert payload_shape({"a": "x", "b": [{"c": 1}], "d": None}) == \
@@ -130,4 +130,4 @@ def test_items_without_payload_show_no_data_block():
     assert "Data" not in render("direct.j2", item=ITEM, style="letter")
     for family in GENERATOR_FAMILIES:
         text = render(generator_template(family), item=ITEM, budget=8)
-        assert "ere item.payload is" not in text and "Data" not in text
+        assert "item.payload is" not in text and "Data" not in text

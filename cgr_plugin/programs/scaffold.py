@@ -1,6 +1,6 @@
 """From generator text to a runnable program, plus static audits of that program.
 
-Program contract (also in README and templates/generator.j2)::
+Program contract (also in README and templates/_generator_contract.j2)::
 
     GENERATOR_ANSWER = "C"      # the generator's own letter, a code constant
     DIFFICULTY = "medium"       # easy | medium | hard
