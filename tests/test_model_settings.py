@@ -286,3 +286,21 @@ def test_a_doc_that_is_no_item_gets_an_error_record_and_the_others_run(scripted)
     direct = [json.loads(text)["channels"]["direct"] for text in texts]
     assert direct[0]["status"] == "ok"
     assert direct[1]["status"] == "error" and "not a cgr item" in direct[1]["error"]
+
+
+def test_the_generator_prompt_family_is_checked_recorded_and_a_stale_override_named(
+        scripted, tmp_path, caplog):
+    with pytest.raises(SettingsError, match="families here: cgr, decompose, per_option, pot"):
+        _lm(generator_prompt="nope")
+    (tmp_path / "generator_mine.j2").write_text("Mine. {% include 'item.j2' %}")
+    (tmp_path / "generator.j2").write_text("0.1's override")
+    with caplog.at_level("WARNING"):
+        lm = _lm(generator_prompt="mine", template_dir=str(tmp_path))
+    assert "generator.j2 is no longer read" in caplog.text
+    assert lm.generator_prompt == {
+        "name": "mine", "sha256": template_hash("generator_mine.j2", [str(tmp_path)])}
+    records = [CGRRecord.from_json(text)
+               for text in lm.generate_until(_requests(ITEMS), disable_tqdm=True)]
+    assert {r.generator_prompt["name"] for r in records} == {"mine"}
+    assert all(r.generator_side.prompt.startswith("Mine. Question: Pick") for r in records)
+    assert lm.get_model_info()["cgr_generator_prompt"]["name"] == "mine"

@@ -119,8 +119,8 @@ def test_exact_payloads_are_not_said_to_be_rounded():
 def test_generator_prompt_states_the_payload_shape(family):
     text = render(generator_template(family), item=SERIES_ITEM, budget=8)
     shape = '{"series": {"ts1": [4 numbers], "ts2": [2 numbers]}} with the exact values'
-    assert re.search(rf"(here|has data:) item.payload is {re.escape(shape)} \(the (item|question) below "
-                     r"shows them rounded\)", text)
+    assert re.search(rf"(here|has data:) item.payload is {re.escape(shape)} "
+                     r"\(the (item|question) below shows them rounded\)", text)
     assert "ts1 (4 values): 1.23" in text
     assert payload_shape({"a": "x", "b": [{"c": 1}], "d": None}) == \
         '{"a": a string, "b": [1 item], "d": None}'
