@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,18 @@ def test_items_without_payload_show_no_data_block():
     for family in GENERATOR_FAMILIES:
         text = render(generator_template(family), item=ITEM, budget=8)
         assert "item.payload is" not in text and "Data" not in text
+
+
+@pytest.mark.parametrize(("item", "pinned"), [
+    (MCQAItem(id="q", dataset="toy", question="Which animal is a mammal?",
+              choices=("trout", "whale", "crow", "newt"), answer="B",
+              context="Mammals feed their young milk."), "per_option_prompt.txt"),
+    (MCQAItem(id="t", dataset="toy", question="Where is the spike?", choices=("Beginning", "End"),
+              answer="B", payload={"series": {"ts": [1.23456, 2.5]}}),
+     "per_option_prompt_payload.txt"),
+])
+def test_per_option_is_the_prompt_of_0_1_to_the_byte(item, pinned):
+    """tests/data/per_option_prompt*.txt were rendered by the generator.j2 of commit 7cc2389
+    (before the families): old runs and packages stay comparable with generator_prompt=per_option."""
+    expected = (Path(__file__).parent / "data" / pinned).read_text(encoding="utf-8")
+    assert render(generator_template("per_option"), item=item, budget=8) + "\n" == expected
