@@ -144,6 +144,7 @@ def test_items_without_payload_show_no_data_block():
 ])
 def test_per_option_is_the_prompt_of_0_1_to_the_byte(item, pinned):
     """tests/data/per_option_prompt*.txt were rendered by the generator.j2 of commit 7cc2389
-    (before the families): old runs and packages stay comparable with generator_prompt=per_option."""
+    (before the families): old runs and packages stay comparable with
+    generator_prompt=per_option."""
     expected = (Path(__file__).parent / "data" / pinned).read_text(encoding="utf-8")
     assert render(generator_template("per_option"), item=item, budget=8) + "\n" == expected
