@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from ..record import HARD_CODED, SCORED_CHANNELS
+from .headline import headline
 from .plots import figures
 
 __all__ = ["write_report"]
@@ -140,6 +141,7 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
 
 def _markdown(summary: dict[str, Any]) -> str:
     lines = ["# CGR report", "", f"Runs: {', '.join(summary['settings']['runs'])}", "",
+             *(f"- {sentence}" for sentence in headline(summary)), "",
              f"Bootstrap: {summary['settings']['bootstrap_resamples']} resamples, seed "
              f"{summary['settings']['seed']}. Direct gate: "
              f"{summary['settings']['direct_gate']:.0%}.", ""]
@@ -160,18 +162,22 @@ def _environment() -> jinja2.Environment:
                               autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def _html(summary: dict[str, Any]) -> str:
+def _html(summary: dict[str, Any], explorer: dict[str, Any] | None) -> str:
     images = [(title, base64.b64encode(svg.encode("utf-8")).decode("ascii"))
               for title, svg in figures(summary).items()]
     return _environment().get_template("report.html.j2").render(
-        runs=summary["settings"]["runs"], tables=_tables(summary), figures=images)
+        runs=summary["settings"]["runs"], tables=_tables(summary), figures=images,
+        headline=headline(summary), explorer=explorer)
 
 
-def write_report(summary: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_report(summary: dict[str, Any], out: Path,
+                 explorer: dict[str, Any] | None = None) -> dict[str, Path]:
+    """summary.json, report.md and report.html; ``explorer`` (analysis/explorer.py's
+    ``explorer_data``) adds the item explorer to the HTML page."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "summary.json", "md": out / "report.md", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n",
                              encoding="utf-8")
     paths["md"].write_text(_markdown(summary), encoding="utf-8")
-    paths["html"].write_text(_html(summary), encoding="utf-8")
+    paths["html"].write_text(_html(summary, explorer), encoding="utf-8")
     return paths

@@ -26,13 +26,16 @@ def add_to(subparsers: Any) -> None:
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=20240519, help="bootstrap seed")
     parser.add_argument("--partitions", help="YAML file of user-defined partitions")
+    parser.add_argument("--no-explorer", action="store_true",
+                        help="leave the item explorer out of report.html (a smaller page)")
 
 
 def run(args: argparse.Namespace) -> int:
     import yaml
 
+    from ..analysis.explorer import explorer_data
     from ..analysis.render import write_report
-    from ..analysis.runs import load_runs
+    from ..analysis.runs import item_outcome, iter_logged
     from ..analysis.summary import build_summary, load_partitions
 
     if args.resamples < 1:
@@ -43,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
             partitions = load_partitions(args.partitions)
         except (OSError, ValueError, yaml.YAMLError) as err:  # the file is the user's
             raise CGRError(f"partitions file {args.partitions}: {err}") from err
-    outcomes = load_runs(args.runs)
+    logged = list(iter_logged(args.runs))
+    outcomes = [item_outcome(item) for item in logged]
     if not outcomes:
         raise CGRError("no items to report on")
     summary = build_summary(outcomes, runs=args.runs, partitions=partitions, gate=args.gate,
                             resamples=args.resamples, seed=args.seed)
-    for kind, path in write_report(summary, Path(args.out)).items():
+    explorer = None if args.no_explorer else explorer_data(logged, outcomes)
+    for kind, path in write_report(summary, Path(args.out), explorer).items():
         print(f"{kind:5} {path}")
     return 0
