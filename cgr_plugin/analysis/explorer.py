@@ -95,17 +95,34 @@ def _detail(record: CGRRecord) -> dict[str, Any]:
             "sandbox": assisted.sandbox, "provenance": _provenance(record)}
 
 
-def explorer_data(logged: Sequence[LoggedItem], outcomes: Sequence[ItemOutcome]
-                  ) -> dict[str, Any]:
+def _pair(row: dict[str, Any], comparison: dict[str, Any]) -> None:
+    """Beside a row of run A or B: the other run's letter on the compared channel, and B
+    against A on that item (``unpaired`` when the item is not in both, or did not run)."""
+    pair = comparison["items"].get((row["task"], row["item"]))
+    side = "a" if row["run"] == comparison["a"] else "b"
+    other = pair and pair["b" if side == "a" else "a"]
+    row["other"] = None if other is None else (other[0] if other[0] is not None else other[1])
+    row["versus"] = pair["versus"] if pair else "unpaired"
+    row["side"] = side.upper()
+
+
+def explorer_data(logged: Sequence[LoggedItem], outcomes: Sequence[ItemOutcome],
+                  comparison: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the explorer template needs: the rows with their channel columns (the four
-    channels, then every control any item ran) and the details, both as safe JSON."""
+    channels, then every control any item ran) and the details, both as safe JSON. With a
+    ``comparison`` (analysis/paired_runs.py) each row also shows the other run's letter."""
     if len(logged) != len(outcomes):
         raise ValueError("one outcome per logged item")
     order = sorted(range(len(outcomes)), key=lambda k: (
         outcomes[k].task, outcomes[k].solver, outcomes[k].model, outcomes[k].run,
         outcomes[k].item_id))
     rows = [_row(i, outcomes[k], logged[k].record) for i, k in enumerate(order)]
+    for row in rows if comparison else ():
+        _pair(row, comparison)
     details = [_detail(logged[k].record) for k in order]
     controls = sorted({name for item in logged for name in item.record.controls})
-    return {"rows": embed_json({"columns": [*CHANNEL_COLUMNS, *controls], "rows": rows}),
+    compared = comparison and {"a": comparison["a"], "b": comparison["b"],
+                               "channel": comparison["channel"]}
+    return {"rows": embed_json({"columns": [*CHANNEL_COLUMNS, *controls], "rows": rows,
+                                "compare": compared}),
             "details": embed_json(details), "count": len(rows)}
