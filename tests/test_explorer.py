@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cgr_plugin.analysis.explorer import embed_json
+from cgr_plugin.analysis.plots import solver_calls as figures_solver_calls
 from cgr_plugin.cli import cgr_main
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.record import CGRRecord, ChannelResult
@@ -137,3 +138,13 @@ def test_detail_shows_program_and_solver_calls_as_text(report, tmp_path):
     assert "Which option? &lt;/script&gt;" in trace and "The answer is B" in trace
     assert "P(yes) = 0.875" in trace and ">41<" in trace and ">0.125<" in trace
     assert "printed &lt;/script&gt; text" in detail  # captured output
+
+
+def test_solver_calls_are_a_histogram_on_integer_counts():
+    """One bar per call count from 0 up (every item at 4 calls: bars 0..4, only 4 non-empty)."""
+    svg = figures_solver_calls([{"task": "cgr_a", "solver": "s",
+                                 "solver_calls": {"assisted_histogram": {"4": 10}}}])
+    assert re.findall(r'id="calls-0-(\d+)"', svg) == ["0", "1", "2", "3", "4"]
+    for label in "01234":
+        assert f"<!-- {label} -->" in svg  # each count is a tick label
+    assert "<!-- 5 -->" not in svg
