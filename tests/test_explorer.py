@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cgr_plugin.analysis.explorer import embed_json
+from cgr_plugin.analysis.explorer import embed_json, explorer_data
 from cgr_plugin.analysis.plots import solver_calls as figures_solver_calls
+from cgr_plugin.analysis.runs import LoggedItem, item_outcome
 from cgr_plugin.cli import cgr_main
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.record import CGRRecord, ChannelResult
@@ -148,3 +149,19 @@ def test_solver_calls_are_a_histogram_on_integer_counts():
     for label in "01234":
         assert f"<!-- {label} -->" in svg  # each count is a tick label
     assert "<!-- 5 -->" not in svg
+
+
+def test_provenance_is_read_defensively_into_rows_and_details(tmp_path):
+    """Records from before the assisted channel had ``provenance`` have none; a mapping gives
+    its class and evidence; anything else is kept as evidence of an unknown class."""
+    items = [_hostile_record()[1] for _ in range(3)]
+    items[1].assisted.provenance = {"class": "solver", "evidence": ["answer from choose()"]}
+    items[2].assisted.provenance = "odd value"
+    logged = [LoggedItem(tmp_path, "cgr_hostile", r, {}) for r in items]
+    data = explorer_data(logged, [item_outcome(x) for x in logged])
+    rows = json.loads(str(data["rows"]))["rows"]
+    details = json.loads(str(data["details"]))
+    assert sorted(str(r["provenance"]) for r in rows) == ["None", "solver", "unknown"]
+    assert sorted(str(d["provenance"]) for d in details) == [
+        "None", "{'class': 'solver', 'evidence': ['answer from choose()']}",
+        "{'class': 'unknown', 'evidence': 'odd value'}"]

@@ -51,8 +51,6 @@ def _provenance(record: CGRRecord) -> dict[str, Any] | None:
     records have none, and anything that is not a mapping is shown as evidence only."""
     value = getattr(record.assisted, "provenance", None)
     if value is None:
-        value = record.assisted.audits.get("provenance")
-    if value is None:
         return None
     if not isinstance(value, dict):
         return {"class": "unknown", "evidence": value}
