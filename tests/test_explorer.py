@@ -26,6 +26,7 @@ HOSTILE_PROGRAM = ('def solve(item, solver):\n'
                    '    """</script><img src=x onerror=alert(1)>"""\n'
                    '    note = "</script><img src=x onerror=\\"document.title=\'pwned\'\\">"\n'
                    '    return solver.choose()  # <!-- & done\n')
+FIXED_PROGRAM = "def solve(item, solver):\n    return solver.choose()\n"
 TRACE = [{"kind": "choose", "prompt": "Which option? </script>", "response": "The answer is B",
           "letter": "B", "extraction_rule": "answer_is", "tokens_in": 41, "tokens_out": 5,
           "seconds": 0.125},
@@ -42,7 +43,11 @@ def _hostile_record() -> tuple[MCQAItem, CGRRecord]:
     record = CGRRecord(item=item.to_json(), solver="solver-s", generator="gen-g",
                        direct=ChannelResult(status="ok", answer="A", solver_calls=1, raw="A",
                                             prompt="Question: Pick <b>B</b>?"),
-                       assisted=assisted, generator_side=ChannelResult(status="ok", answer="B"))
+                       assisted=assisted, generator_side=ChannelResult(status="ok", answer="B"),
+                       controls={"fixed:eliminate": ChannelResult(
+                           status="ok", answer="C", solver_calls=1, program=FIXED_PROGRAM,
+                           trace=[{"kind": "ask", "prompt": "Which is clearly wrong?",
+                                   "response": "option D", "seconds": 0.5}])})
     return item, record
 
 
@@ -139,6 +144,9 @@ def test_detail_shows_program_and_solver_calls_as_text(report, tmp_path):
     assert "Which option? &lt;/script&gt;" in trace and "The answer is B" in trace
     assert "P(yes) = 0.875" in trace and ">41<" in trace and ">0.125<" in trace
     assert "printed &lt;/script&gt; text" in detail  # captured output
+    control = detail[detail.index("Program (fixed:eliminate)"):]  # a control's own program
+    assert "Which is clearly wrong?" in control and "option D" in control
+    assert "solver.choose" in re.sub(r"<[^>]+>", "", control)
 
 
 def test_solver_calls_are_a_histogram_on_integer_counts():

@@ -65,6 +65,9 @@ def _channels(record: CGRRecord) -> dict[str, Any]:
         out[name] = {key: getattr(result, key) for key in (
             "status", "answer", "prompt", "raw", "error", "extraction_rule", "solver_calls",
             "tokens_in", "tokens_out", "seconds", "prompt_shortened")}
+        if name != "assisted" and (result.program or result.trace):  # fixed:NAME programs
+            out[name] |= {key: getattr(result, key) for key in (
+                "program", "trace", "output", "traceback", "audits")}
     return out
 
 
