@@ -95,3 +95,17 @@ def test_explorer_shows_both_runs_letters_and_filters_on_b_against_a(runs, tmp_p
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
         item = next(x for x in comparison["items"] if x["item"] == cells[0])
         assert cells[-3:] == ["B", item["a"][0] or item["a"][1], "harmed"]
+
+
+def test_before_and_after_runs_of_one_configuration_stay_apart(tmp_path):
+    """A and B with the same solver and generator (a prompt change): the report's groups name
+    the run, so neither run's items are pooled with the other's."""
+    for name in ("before", "after"):
+        _write(tmp_path / name, STAMP,
+               {"cgr_arc_easy": _records("arc_easy", "solver-s", ARC_S)}, {"solver": "solver-s"})
+    assert _report((tmp_path / "before", tmp_path / "after"), tmp_path / "rep") == 0
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert sorted((g["generator"], g["n"]) for g in summary["groups"]) == [
+        ("gen-g (run A)", 10), ("gen-g (run B)", 10)]
+    comparison = json.loads((tmp_path / "rep" / "comparison.json").read_text())
+    assert comparison["datasets"][0]["b_minus_a"]["difference"] == 0

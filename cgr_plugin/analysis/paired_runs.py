@@ -11,16 +11,17 @@ rescued = B right where A was wrong.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import CGRError
 from ..record import CGRRecord, control_problem
-from .runs import LoggedItem
+from .runs import ItemOutcome, LoggedItem
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, accuracy, paired_difference
 
-__all__ = ["compare_runs", "comparison_table", "versus"]
+__all__ = ["compare_runs", "comparison_table", "name_runs", "versus"]
 
 SCHEMA = "cgr.run_comparison/1"
 CHANNELS = ("direct", "assisted", "generator", "budget_matched")
@@ -41,6 +42,18 @@ def _by_item(logged: Sequence[LoggedItem], label: str) -> dict[tuple[str, str], 
                            f"({', '.join(sorted(names))}); --compare pairs one configuration "
                            "per run: give folders that hold one each")
     return items
+
+
+def name_runs(a: Sequence[ItemOutcome], b: Sequence[ItemOutcome]) -> list[ItemOutcome]:
+    """Both runs' outcomes for one summary. Where A and B share a (task, solver, generator)
+    (a before/after comparison), the report's groups would pool the two runs' items, so the
+    generator is named with its run there: ``gen (run A)``, ``gen (run B)``."""
+    shared = {(o.task, o.solver, o.model) for o in a} & {(o.task, o.solver, o.model) for o in b}
+    if not shared:
+        return [*a, *b]
+    return [dataclasses.replace(o, generator=f"{o.generator} (run {label})")
+            if (o.task, o.solver, o.model) in shared else o
+            for label, outcomes in (("A", a), ("B", b)) for o in outcomes]
 
 
 def versus(a_ok: bool, b_ok: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,8 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
     return tables
 
 
-def _markdown(summary: dict[str, Any], extra: list[tuple[str, list[str], list[list[str]]]]
-              = ()) -> str:
+def _markdown(summary: dict[str, Any],
+              extra: Sequence[tuple[str, list[str], list[list[str]]]] = ()) -> str:
     lines = ["# CGR report", "", f"Runs: {', '.join(summary['settings']['runs'])}", "",
              *(f"- {sentence}" for sentence in headline(summary)), "",
              f"Bootstrap: {summary['settings']['bootstrap_resamples']} resamples, seed "
@@ -165,7 +166,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _html(summary: dict[str, Any], explorer: dict[str, Any] | None,
-          extra: list[tuple[str, list[str], list[list[str]]]]) -> str:
+          extra: Sequence[tuple[str, list[str], list[list[str]]]]) -> str:
     images = [(title, base64.b64encode(svg.encode("utf-8")).decode("ascii"))
               for title, svg in figures(summary).items()]
     return _environment().get_template("report.html.j2").render(

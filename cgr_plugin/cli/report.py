@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..analysis.explorer import explorer_data
-    from ..analysis.paired_runs import compare_runs
+    from ..analysis.paired_runs import compare_runs, name_runs
     from ..analysis.render import write_report
     from ..analysis.runs import item_outcome, iter_logged
     from ..analysis.summary import build_summary, load_partitions
@@ -63,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
         comparison = compare_runs(first, second, labels=labels, channel=args.channel,
                                   resamples=args.resamples, seed=args.seed)
         logged = [*first, *second]
+        outcomes = name_runs([item_outcome(item) for item in first],
+                             [item_outcome(item) for item in second])
     else:
         logged = list(iter_logged(args.runs))
-    outcomes = [item_outcome(item) for item in logged]
+        outcomes = [item_outcome(item) for item in logged]
     if not outcomes:
         raise CGRError("no items to report on")
     summary = build_summary(outcomes, runs=args.runs, partitions=partitions, gate=args.gate,
