@@ -143,8 +143,10 @@ class _Page(HTMLParser):
 def test_html_page_has_every_table_and_figure_and_needs_no_other_file(run_folder, tmp_path,
                                                                      monkeypatch):
     _report(run_folder, tmp_path / "rep", monkeypatch, "--resamples", "200")
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    summary_part, explorer = html.split('<section id="cgr-explorer">')  # tests/test_explorer.py
     page = _Page()
-    page.feed((tmp_path / "rep" / "report.html").read_text(encoding="utf-8"))
+    page.feed(summary_part)
     markdown = (tmp_path / "rep" / "report.md").read_text()
     tables = [tag for tag, _ in page.tags if tag == "table"]
     assert len(tables) == markdown.count("\n## ") - 1  # every table but the diagnostics line
@@ -156,7 +158,15 @@ def test_html_page_has_every_table_and_figure_and_needs_no_other_file(run_folder
         assert kind == "data:image/svg+xml;base64"
         assert base64.b64decode(data).decode("utf-8").startswith("<svg")
     assert not [attrs for tag, attrs in page.tags
-                if tag in ("script", "link", "iframe") or "href" in attrs]
+                if tag in ("script", "link", "iframe")
+                or attrs.get("href", "#").partition("#")[0]]  # links within the page only
+    scripts = _Page()
+    scripts.feed(explorer)  # the explorer's own code and data, nothing fetched
+    assert [attrs for tag, attrs in scripts.tags if tag == "script"] == [
+        {"type": "application/json", "id": "cgr-rows"},
+        {"type": "application/json", "id": "cgr-details"}, {}]
+    assert not [tag for tag, attrs in scripts.tags if "src" in attrs or "href" in attrs
+                or tag in ("link", "iframe", "img")]
 
 
 def test_untrusted_text_reaches_the_page_escaped(run_folder, tmp_path, monkeypatch):
@@ -173,7 +183,8 @@ def test_untrusted_text_reaches_the_page_escaped(run_folder, tmp_path, monkeypat
     page.feed(html)
     assert {tag for tag, _ in page.tags} <= {"html", "head", "meta", "title", "style", "body",
                                              "h1", "h2", "p", "table", "tr", "th", "td",
-                                             "figure", "figcaption", "img"}
+                                             "figure", "figcaption", "img",
+                                             "section", "ul", "li"}  # the headline
     text = "".join(page.text)
     for value in (hostile, "<b>mine</b>", "<i>run</i>"):
         assert value in text  # shown to the reader as text, never as markup

@@ -87,11 +87,24 @@ def rescued_harmed(groups: list[dict[str, Any]]) -> str:
 
 
 def solver_calls(groups: list[dict[str, Any]]) -> str:
-    fig, ax = _figure(6, 3.2)
-    for g in groups:
-        histogram = g["solver_calls"]["assisted_histogram"]
-        ax.plot([int(k) for k in histogram], list(histogram.values()), marker="o",
-                label=_label(g).replace("\n", " / "))
+    """A histogram per group: how many items made 0, 1, 2, ... solver calls (bars side by side
+    on integer counts, so a run where every item made 4 calls is one bar at 4)."""
+    import numpy as np
+
+    counts = sorted({int(k) for g in groups for k in g["solver_calls"]["assisted_histogram"]})
+    xs = np.arange(0, max(counts, default=0) + 1)  # from 0: a reader sees the scale
+    fig, ax = _figure(min(14, max(6, 0.4 * len(xs))), 3.2)
+    width = 0.8 / max(len(groups), 1)
+    for i, g in enumerate(groups):
+        histogram = {int(k): v for k, v in g["solver_calls"]["assisted_histogram"].items()}
+        bars = ax.bar(xs + (i - (len(groups) - 1) / 2) * width,
+                      [histogram.get(x, 0) for x in xs], width,
+                      label=_label(g).replace("\n", " / "))
+        for bar, x in zip(bars, xs, strict=True):
+            bar.set_gid(f"calls-{i}-{x}")  # named in the SVG, for tests and readers of it
+    step = -(-len(xs) // 25)  # at most 25 labels
+    ax.set_xticks(xs[::step], [str(x) for x in xs[::step]])
+    ax.set_xlim(xs[0] - 0.6, xs[-1] + 0.6)
     ax.set_xlabel("solver calls per item (assisted)")
     ax.set_ylabel("items")
     ax.legend(fontsize=6)

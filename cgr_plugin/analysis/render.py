@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import jinja2
 
 from ..record import HARD_CODED, SCORED_CHANNELS
+from .headline import headline
+from .paired_runs import comparison_table
 from .plots import figures
 
 __all__ = ["write_report"]
@@ -138,12 +141,14 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
     return tables
 
 
-def _markdown(summary: dict[str, Any]) -> str:
+def _markdown(summary: dict[str, Any],
+              extra: Sequence[tuple[str, list[str], list[list[str]]]] = ()) -> str:
     lines = ["# CGR report", "", f"Runs: {', '.join(summary['settings']['runs'])}", "",
+             *(f"- {sentence}" for sentence in headline(summary)), "",
              f"Bootstrap: {summary['settings']['bootstrap_resamples']} resamples, seed "
              f"{summary['settings']['seed']}. Direct gate: "
              f"{summary['settings']['direct_gate']:.0%}.", ""]
-    for title, header, rows in _tables(summary):
+    for title, header, rows in [*extra, *_tables(summary)]:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -160,18 +165,32 @@ def _environment() -> jinja2.Environment:
                               autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def _html(summary: dict[str, Any]) -> str:
+def _html(summary: dict[str, Any], explorer: dict[str, Any] | None,
+          extra: Sequence[tuple[str, list[str], list[list[str]]]]) -> str:
     images = [(title, base64.b64encode(svg.encode("utf-8")).decode("ascii"))
               for title, svg in figures(summary).items()]
     return _environment().get_template("report.html.j2").render(
-        runs=summary["settings"]["runs"], tables=_tables(summary), figures=images)
+        runs=summary["settings"]["runs"], tables=[*extra, *_tables(summary)], figures=images,
+        headline=headline(summary), explorer=explorer)
 
 
-def write_report(summary: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_report(summary: dict[str, Any], out: Path, explorer: dict[str, Any] | None = None,
+                 comparison: dict[str, Any] | None = None) -> dict[str, Path]:
+    """summary.json, report.md and report.html; ``explorer`` (analysis/explorer.py's
+    ``explorer_data``) adds the item explorer to the HTML page, ``comparison``
+    (analysis/paired_runs.py) a first table of run B - run A and comparison.json."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "summary.json", "md": out / "report.md", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n",
                              encoding="utf-8")
-    paths["md"].write_text(_markdown(summary), encoding="utf-8")
-    paths["html"].write_text(_html(summary), encoding="utf-8")
+    extra = []
+    if comparison is not None:
+        paths["compare"] = out / "comparison.json"
+        paths["compare"].write_text(json.dumps(
+            {**comparison, "items": [{"task": t, "item": i, **v} for (t, i), v in
+                                     sorted(comparison["items"].items())]},
+            indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        extra.append(comparison_table(comparison))
+    paths["md"].write_text(_markdown(summary, extra), encoding="utf-8")
+    paths["html"].write_text(_html(summary, explorer, extra), encoding="utf-8")
     return paths

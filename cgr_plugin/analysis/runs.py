@@ -12,7 +12,8 @@ from typing import Any
 from ..errors import CGRError
 from ..record import HARD_CODED, SCORED_CHANNELS, CGRRecord, control_problem
 
-__all__ = ["ItemOutcome", "LoggedItem", "RunError", "iter_logged", "iter_records", "load_runs"]
+__all__ = ["ItemOutcome", "LoggedItem", "RunError", "item_outcome", "iter_logged", "iter_records",
+           "load_runs"]
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-.]+\.jsonl$")
 
@@ -206,8 +207,12 @@ def iter_records(folders: Iterable[str | Path]) -> Iterator[tuple[Path, str, CGR
         yield item.folder, item.task, item.record
 
 
+def item_outcome(item: LoggedItem) -> ItemOutcome:
+    """The outcome of one logged item, with the plugin scores recorded at run time (not
+    recomputed: the report gives the same numbers whatever plugins are installed now)."""
+    return _outcome(str(item.folder), item.task, item.record, item.scores)
+
+
 def load_runs(folders: list[str | Path]) -> list[ItemOutcome]:
-    """One outcome per item of every run folder, with the plugin scores recorded at run time
-    (not recomputed: the report gives the same numbers whatever plugins are installed now)."""
-    return [_outcome(str(item.folder), item.task, item.record, item.scores)
-            for item in iter_logged(folders)]
+    """One outcome per item of every run folder (see ``item_outcome``)."""
+    return [item_outcome(item) for item in iter_logged(folders)]

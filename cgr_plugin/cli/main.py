@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from ..errors import CGRError
 from . import (
     bundle,
+    compare,
     disable_lm_eval,
     enable_lm_eval,
     exec_program,
@@ -30,7 +31,7 @@ from . import (
 __all__ = ["SUBCOMMANDS", "build_parser", "cgr_main"]
 
 # In `cgr --help` order. A new subcommand is one module with add_to(subparsers) and run(args).
-SUBCOMMANDS = (bundle, models, fetch_model, exec_program, report, export, enable_lm_eval,
+SUBCOMMANDS = (bundle, models, fetch_model, exec_program, report, compare, export, enable_lm_eval,
                disable_lm_eval, plugins, sandbox_check, path, validate_dataset)
 
 EPILOG = """\
@@ -42,6 +43,7 @@ EPILOG = """\
       cgr bundle --source ../shared/data --check
       cgr exec program.py --item item.json --solver smollm2-135m
       cgr report out_smol out_qwen --out report
+      cgr compare run_a/samples_arc_easy_*.jsonl run_b/samples_arc_easy_*.jsonl
       cgr export out_qwen --out programs_qwen   # then --model_args programs=...
       cgr plugins                      # installed plugins and what they add
       cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
