@@ -35,6 +35,7 @@ from ..sandbox.interface import (
 from .broker import SolverBroker
 from .item_view import item_for_program, item_for_prompt, program_seed
 from .progress import StageBars
+from .provenance import provenance_of
 
 __all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_fixed_program",
            "run_item_program", "run_programs"]
@@ -56,12 +57,15 @@ class AssistedSettings:
     batch_wait_ms: float = 5.0  # longest a call waits for others to join its batch
     extractor: str = "cgr"  # plugin name of the answer extractor solver.choose() uses
     sandbox: str = "bwrap"  # plugin name of the sandbox backend
+    provenance_seeds: int = 3  # canned-solver seeds of the provenance re-runs; 0: none
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
             raise ValueError(f"cgr: fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.budget < 0:
             raise ValueError("cgr: budget must be zero or more solver calls")
+        if self.provenance_seeds < 0:
+            raise ValueError("cgr: provenance_seeds must be zero or more")
         if self.concurrency < 1 or self.solver_batch < 1 or self.batch_wait_ms < 0:
             raise ValueError("cgr: concurrency and solver_batch must be 1 or more, "
                              "batch_wait_ms 0 or more")
@@ -204,7 +208,16 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
                                   "letters")
         # run-time evidence decides whether the solver was used; the literal checks stay
         audits["answered_without_solver"] = assisted.status == "ok" and calls.made == 0
-        audits[HARD_CODED] = hard_coded(audits, solver_calls=calls.made)
+        if assisted.status == "ok" and settings.provenance_seeds:
+            assisted.provenance = provenance_of(
+                program.code or "", item, str(assisted.answer), calls.trace,
+                seeds=settings.provenance_seeds, budget=settings.budget,
+                sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
+                program_seconds=outcome.program_seconds, trace_chars=_TRACE_TEXT)
+        # the static verdict stays beside the one that decides (the class, where there is one)
+        audits["hard_coded_static"] = hard_coded(audits, solver_calls=calls.made)
+        audits[HARD_CODED] = hard_coded(audits, solver_calls=calls.made,
+                                        provenance=assisted.provenance)
         audits["choose_unreadable"] = sum(1 for t in calls.trace
                                           if t.get("kind") == "choose" and t.get("letter") is None
                                           and "error" not in t)
