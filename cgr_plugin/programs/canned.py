@@ -4,7 +4,8 @@ A program's answer "comes from the solver" only if other solver replies would ha
 and "was computed from the item" only if it follows the option's text when the options move.
 ``CannedSolver`` answers a program's solver calls without a model (random ``judge`` scores,
 random ``choose`` letters, ``ask`` replies drawn from the option texts and neutral sentences),
-reproducibly for a seed; ``permute_options`` gives the item with its option texts moved to
+reproducibly for a seed (``CannedBackend`` is the same as a solver model, for ``cgr exec
+--solver canned``); ``permute_options`` gives the item with its option texts moved to
 other letters. ``programs/provenance.py`` reads the answers the program gives under them.
 """
 
@@ -14,13 +15,20 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["NEUTRAL_REPLIES", "CannedSolver", "permute_options"]
+from ..models.base import Generation, GenerationRequest, Judgement, Progress
 
-# ask() replies beside the option texts and "The answer is X.": sentences that carry no answer,
-# and the bare yes/no a condition on a reply may look for
+__all__ = ["NEUTRAL_REPLIES", "CannedBackend", "CannedSolver", "permute_options"]
+
+# ask() replies beside the option texts and "The answer is X.": sentences that carry no answer
 NEUTRAL_REPLIES = ("I am not sure.", "It depends on the details of the question.",
-                   "Let me think about this step by step.", "That is hard to say.",
-                   "Yes.", "No.")
+                   "Let me think about this step by step.", "That is hard to say.")
+
+
+def _reply_kinds(letters: Sequence[str], choices: Sequence[str]) -> list[list[str]]:
+    """ask() replies by kind, each kind as likely as another: an option's text, "The answer is
+    X.", a sentence without an answer, a bare yes, a bare no (what a condition may look for)."""
+    return [[str(c) for c in choices] or ["-"], [f"The answer is {x}." for x in letters] or ["-"],
+            list(NEUTRAL_REPLIES), ["Yes."], ["No."]]
 
 
 class CannedSolver:
@@ -31,8 +39,7 @@ class CannedSolver:
                  budget: int) -> None:
         self.rng = random.Random(f"cgr-canned/{seed}")
         self.letters, self.budget = list(letters), budget
-        self.replies = [*map(str, choices), *(f"The answer is {letter}." for letter in letters),
-                        *NEUTRAL_REPLIES]
+        self.replies = _reply_kinds(letters, choices)
         self.made = 0
         self.calls: dict[str, int] = {}
 
@@ -47,8 +54,31 @@ class CannedSolver:
         if kind == "choose":
             return {"value": self.rng.choice(self.letters)}
         if kind == "ask":
-            return {"value": self.rng.choice(self.replies)}
+            return {"value": self.rng.choice(self.rng.choice(self.replies))}
         return {"error": f"unknown call {kind[:80]!r}"}
+
+
+class CannedBackend:
+    """A solver "model" with the canned solver's replies: runs a program with no model at all."""
+
+    name = "canned"
+
+    def __init__(self, letters: Sequence[str], choices: Sequence[str], seed: int = 0) -> None:
+        self.seed = seed
+        self.rng = random.Random(f"cgr-canned-backend/{seed}")
+        self.replies = _reply_kinds(letters, choices)
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: Progress = False
+                 ) -> list[Generation]:
+        return [Generation(self.rng.choice(self.rng.choice(self.replies)), tokens_in=0,
+                           tokens_out=0)
+                for _ in requests]
+
+    def judge(self, prompts: Sequence[str]) -> list[Judgement]:
+        return [Judgement(round(self.rng.random(), 6)) for _ in prompts]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "canned", "seed": self.seed}
 
 
 def permute_options(item: Mapping[str, Any], seed: str | int) -> tuple[dict[str, Any], list[int]]:

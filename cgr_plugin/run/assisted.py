@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -20,8 +21,10 @@ from typing import Any
 from .. import plugins
 from ..data.items import MCQAItem
 from ..models.backends import Backend, Generation, GenerationRequest
+from ..programs.attribution import leading_prompt
 from ..programs.scaffold import audit_program, extract_program, read_constants
 from ..programs.shapes import copies_prompt, shape_id
+from ..programs.strategy import strategy
 from ..prompts import DEFAULT_GENERATOR_PROMPT, generator_template, render_prompt
 from ..record import HARD_CODED, ChannelResult, hard_coded
 from ..sandbox.interface import (
@@ -174,6 +177,7 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
     # the program's shape (names and literals abstracted), and whether its prompt showed it
     audits["program_shape"] = shape_id(program.source)
     audits["copies_prompt"] = None if prompt is None else copies_prompt(program.source, prompt)
+    audits["strategy"] = strategy(program.source)  # helpers called, tags (programs/strategy.py)
     # "not_run" until the sandbox has run an extracted program; extraction failures are final
     assisted = ChannelResult(status="not_run" if program.status == "ok" else program.status,
                              program=program.source,
@@ -214,6 +218,11 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
                 seeds=settings.provenance_seeds, budget=settings.budget,
                 sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
                 program_seconds=outcome.program_seconds, trace_chars=_TRACE_TEXT)
+        if audits["strategy"] is not None:  # the calls it made, by helper (pick is not sent)
+            audits["strategy"]["made"] = dict(Counter(str(t.get("kind")) for t in calls.trace))
+        audits["leading_prompt"] = leading_prompt(
+            [str(t["prompt"]) for t in calls.trace if t.get("prompt")], letter, item.letters,
+            item.choices, item.question)
         # the static verdict stays beside the one that decides (the class, where there is one)
         audits["hard_coded_static"] = hard_coded(audits, solver_calls=calls.made)
         audits[HARD_CODED] = hard_coded(audits, solver_calls=calls.made,

@@ -18,7 +18,7 @@ from typing import Any
 from .. import plugins
 from ..data.items import MCQAItem
 from ..programs.canned import CannedSolver, permute_options
-from ..programs.provenance import Rerun, classify
+from ..programs.provenance import UNTRUSTED, Rerun, classify
 from ..sandbox.interface import HandleCall, SandboxError, SandboxLimits, as_sandbox
 from .item_view import item_for_program, program_seed
 
@@ -78,21 +78,27 @@ def _rerun(code: str, data: dict[str, Any], kind: str, seed: int | None, order: 
 def _reruns(code: str, item: MCQAItem, trace: Sequence[Mapping[str, Any]], *, seeds: int,
             budget: int, sandbox: str, limits: SandboxLimits, seed: int,
             trace_chars: int) -> list[Rerun]:
+    """The replay, the solver re-runs, then the item re-runs; they stop at the first that is no
+    evidence (``UNTRUSTED``: the rest would cost as much and tell nothing)."""
     data, base = item_for_program(item), program_seed(seed, item)
     # solver.pick keeps the real run's tie-break seed: a guess by tie-break is no solver reply
     run = {"sandbox": sandbox, "limits": limits, "pick_seed": base}
-    reruns = []
+    plan: list[tuple[str, int | None, dict[str, Any], str | None, HandleCall]] = []
     if _replayable(trace, trace_chars):
-        reruns.append(_rerun(code, data, "replay", None, None, ReplayedSolver(trace), **run))
+        plan.append(("replay", None, data, None, ReplayedSolver(trace)))
     for i in range(1, seeds + 1):
-        canned = CannedSolver(f"{base}/solver/{i}", data["letters"], data["choices"], budget)
-        reruns.append(_rerun(code, data, "solver", i, None, canned, **run))
-    if len(data["choices"]) > 1:
-        for i in range(1, seeds + 1):
-            moved, order = permute_options(data, f"{base}/{i}")
-            canned = CannedSolver(f"{base}/item/{i}", moved["letters"], moved["choices"], budget)
-            reruns.append(_rerun(code, moved, "item", i,
-                                 "".join(item.letters[old] for old in order), canned, **run))
+        plan.append(("solver", i, data, None, CannedSolver(
+            f"{base}/solver/{i}", data["letters"], data["choices"], budget)))
+    for i in range(1, seeds + 1 if len(data["choices"]) > 1 else 1):
+        moved, order = permute_options(data, f"{base}/{i}")
+        plan.append(("item", i, moved, "".join(item.letters[old] for old in order),
+                     CannedSolver(f"{base}/item/{i}", moved["letters"], moved["choices"],
+                                  budget)))
+    reruns: list[Rerun] = []
+    for kind, number, view, order_text, handle_call in plan:
+        reruns.append(_rerun(code, view, kind, number, order_text, handle_call, **run))
+        if reruns[-1].status in UNTRUSTED:
+            break
     return reruns
 
 
