@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "CONTROL_KINDS", "GENERATOR_STATUSES",
            "HARD_CODED", "HARD_CODING_EVIDENCE", "PROGRAM_CONTROL", "PROVENANCE_CLASSES", "SCHEMA",
-           "SCORED_CHANNELS",
+           "SCORED_CHANNELS", "STRATEGY_TAGS",
            "STATUSES", "CGRRecord", "ChannelResult", "control_problem", "hard_coded",
            "valid_utf8"]
 
@@ -73,6 +73,9 @@ HARD_CODING_EVIDENCE = ("returns_literal", "returns_generator_answer", "answered
 # Where a program's answer comes from, from counterfactual re-runs (programs/provenance.py).
 # "constant" is hard-coded in effect; "unknown" is no evidence either way.
 PROVENANCE_CLASSES = ("solver_dependent", "computed_from_item", "constant", "mixed", "unknown")
+# What a program's code does (programs/strategy.py), as lm-eval's ``strategy_<tag>`` shares.
+STRATEGY_TAGS = ("loops_over_options", "arithmetic_on_item", "compares_item_data",
+                 "reads_payload", "reads_context", "reply_in_condition", "reply_in_score")
 # The flags lm-eval reports per item as ``audit_<flag>`` (assisted filter).
 # copies_prompt: the program has the shape of a program its prompt shows (programs/shapes.py);
 # leading_prompt: a solver prompt states or singles out the generator's own answer.

@@ -15,14 +15,13 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from ..record import STRATEGY_TAGS
 from ..sandbox.entry import parse_python
 
 __all__ = ["HELPERS", "STRATEGY_TAGS", "strategy"]
 
 HELPERS = ("ask", "choose", "judge", "pick")
 REPLY_HELPERS = {"ask", "choose", "judge"}
-STRATEGY_TAGS = ("loops_over_options", "arithmetic_on_item", "compares_item_data",
-                 "reads_payload", "reads_context", "reply_in_condition", "reply_in_score")
 _OPTION_FIELDS = {"letters", "choices", "options"}
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 
