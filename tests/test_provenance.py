@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.base import Generation
+from cgr_plugin.programs.attribution import leading_prompt
 from cgr_plugin.programs.canned import CannedBackend, CannedSolver, permute_options
 from cgr_plugin.programs.provenance import Rerun, classify
 from cgr_plugin.record import CGRRecord, hard_coded
@@ -291,3 +292,27 @@ def test_cgr_exec_shows_the_class_and_its_evidence_without_a_model(tmp_path):
     assert record.assisted.provenance["class"] == "constant"
     assert record.assisted.provenance["evidence"]["item"][0]["answer"] == "C"
     assert "provenance: constant" in done.stderr
+
+
+@pytest.mark.parametrize(("prompts", "expected"), [
+    (["The answer is B, right?"], True),  # states the generator's option by letter
+    (["Is the answer B?"], True),
+    (["Hint: the correct answer: 32. What is 4 * 8?"], True),  # by text
+    (["Is 32 the product of 4 and 8?"], True),  # singles it out: no other option is asked
+    (["Is option B correct?", "Is it true?"], True),
+    ([f"Is {t} the product?" for t in ITEM.choices], False),  # every option, evenly
+    (["What is 4 * 8?\nA. 12\nB. 32\nC. 48\nD. 7\nAnswer:"], False),  # the direct prompt
+    (["Is option A correct?", "Is option B correct?"], False),
+    (["Is 12 the product?"], False),  # singles out another option
+    ([], False),
+])
+def test_leading_prompt_finds_prompts_that_state_or_single_out_the_generators_answer(
+        prompts, expected):
+    assert leading_prompt(prompts, "B", ITEM.letters, ITEM.choices, ITEM.question) is expected
+
+
+def test_leading_prompt_is_not_judged_without_a_generator_answer_and_ignores_question_text():
+    assert leading_prompt(["The answer is B"], None, "ABCD", ITEM.choices, "q") is None
+    item = ("Mars", "Venus")  # the question names Mars: a prompt repeating it singles nothing
+    assert not leading_prompt(["Which is Mars, the red one?"], "A", "AB", item,
+                              "Mars or Venus: which is red?")
