@@ -22,6 +22,7 @@ from cgr_plugin.models.base import Generation
 from cgr_plugin.programs.attribution import leading_prompt
 from cgr_plugin.programs.canned import CannedBackend, CannedSolver, permute_options
 from cgr_plugin.programs.provenance import Rerun, classify
+from cgr_plugin.programs.strategy import strategy
 from cgr_plugin.record import CGRRecord, hard_coded
 from cgr_plugin.run.assisted import AssistedSettings, run_item_program
 from cgr_plugin.run.provenance import provenance_of
@@ -316,3 +317,25 @@ def test_leading_prompt_is_not_judged_without_a_generator_answer_and_ignores_que
     item = ("Mars", "Venus")  # the question names Mars: a prompt repeating it singles nothing
     assert not leading_prompt(["Which is Mars, the red one?"], "A", "AB", item,
                               "Mars or Venus: which is red?")
+
+
+def test_strategy_tags_describe_what_the_code_does():
+    judge = strategy(_program(SOLVER_BASED["judge_each_option"]))
+    assert judge["calls"] == {"judge": 1, "pick": 1}
+    assert judge["tags"] == ["loops_over_options", "reply_in_score"]
+    computed = strategy(_program(FROM_ITEM["from_the_payload"]))
+    assert set(computed["tags"]) >= {"arithmetic_on_item", "reads_payload"}
+    assert "reply_in_condition" not in computed["tags"] and computed["calls"] == {}
+    condition = strategy(_program(HARD_CODED["condition_on_a_reply_returns_a_literal"]))
+    assert condition["tags"] == ["reply_in_condition"]
+    context = strategy(_program(FROM_ITEM["found_in_the_context"]))
+    assert {"reads_context", "loops_over_options", "compares_item_data"} <= set(context["tags"])
+    renamed = strategy("def solve(it, s):\n    r = s.ask('x')\n    return 'A' if r else 'B'\n")
+    assert renamed == {"calls": {"ask": 1}, "tags": ["reply_in_condition"]}
+    assert strategy("def solve(:") is None
+
+
+def test_a_run_records_the_calls_made_and_the_leading_prompt_audit():
+    assisted = _run('solver.judge("Is the answer C?")\n    return solver.choose()')
+    assert assisted.audits["strategy"]["made"] == {"judge": 1, "choose": 1}
+    assert assisted.audits["leading_prompt"] is True  # GENERATOR_ANSWER is C
