@@ -213,11 +213,12 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
         # run-time evidence decides whether the solver was used; the literal checks stay
         audits["answered_without_solver"] = assisted.status == "ok" and calls.made == 0
         if assisted.status == "ok" and settings.provenance_seeds:
-            assisted.provenance = provenance_of(
-                program.code or "", item, str(assisted.answer), calls.trace,
-                seeds=settings.provenance_seeds, budget=settings.budget,
-                sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
-                program_seconds=outcome.program_seconds, trace_chars=_TRACE_TEXT)
+            with solver.idle():  # the re-runs call no model: batches need not wait for them
+                assisted.provenance = provenance_of(
+                    program.code or "", item, str(assisted.answer), calls.trace,
+                    seeds=settings.provenance_seeds, budget=settings.budget,
+                    sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
+                    program_seconds=outcome.program_seconds, trace_chars=_TRACE_TEXT)
         if audits["strategy"] is not None:  # the calls it made, by helper (pick is not sent)
             audits["strategy"]["made"] = dict(Counter(str(t.get("kind")) for t in calls.trace))
         audits["leading_prompt"] = leading_prompt(
