@@ -28,7 +28,7 @@ from cgr_plugin.run.assisted import AssistedSettings, run_item_program
 from cgr_plugin.run.provenance import provenance_of
 from cgr_plugin.sandbox.runner import SandboxLimits, isolation_level
 
-from .conftest import REPO
+from .conftest import REPO, needs_llama
 
 pytestmark = pytest.mark.skipif(isolation_level() == "process", reason="needs bubblewrap")
 
@@ -339,3 +339,24 @@ def test_a_run_records_the_calls_made_and_the_leading_prompt_audit():
     assisted = _run('solver.judge("Is the answer C?")\n    return solver.choose()')
     assert assisted.audits["strategy"]["made"] == {"judge": 1, "choose": 1}
     assert assisted.audits["leading_prompt"] is True  # GENERATOR_ANSWER is C
+
+
+@pytest.mark.slow
+@needs_llama
+@pytest.mark.parametrize(("body", "expected"), [
+    ("solver.judge(item.question)\n    return 'ABCD'[len(item.letters) - 2]", "constant"),
+    (FROM_ITEM["parse_the_question"], "computed_from_item"),
+    (SOLVER_BASED["judge_each_option"], "solver_dependent"),
+])
+def test_cgr_exec_with_a_real_solver_classes_programs_it_has_never_seen(tmp_path, body,
+                                                                        expected):
+    """As a new user checks it: a real model answers the real run, the re-runs need none."""
+    (tmp_path / "program.py").write_text(_program(body))
+    (tmp_path / "item.json").write_text(json.dumps(ITEM.to_json()))
+    done = subprocess.run([sys.executable, "-m", "cgr_plugin", "exec",
+                           str(tmp_path / "program.py"), "--item", str(tmp_path / "item.json"),
+                           "--solver", "smollm2-135m"], capture_output=True, text=True,
+                          cwd=REPO, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = CGRRecord.from_json(done.stdout).assisted.provenance
+    assert found["class"] == expected, found  # judge-each: constant by chance is (1/4)^6
