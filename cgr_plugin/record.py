@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "CONTROL_KINDS", "GENERATOR_STATUSES",
-           "HARD_CODED", "HARD_CODING_EVIDENCE", "PROGRAM_CONTROL", "SCHEMA", "SCORED_CHANNELS",
+           "HARD_CODED", "HARD_CODING_EVIDENCE", "PROGRAM_CONTROL", "PROVENANCE_CLASSES", "SCHEMA",
+           "SCORED_CHANNELS", "STRATEGY_TAGS",
            "STATUSES", "CGRRecord", "ChannelResult", "control_problem", "hard_coded",
            "valid_utf8"]
 
@@ -63,23 +64,39 @@ GENERATOR_STATUSES = ("ok", "missing", "placeholder", "invalid", "no_code", "syn
 STATUSES = tuple(dict.fromkeys(COMMON_STATUSES + ASSISTED_STATUSES + GENERATOR_STATUSES))
 
 # Audits of the assisted channel's program. HARD_CODED is the verdict "the answer may not come
-# from the solver"; hard_coded() below is the only place that decides it, from the evidence
-# flags. Everything downstream (lm-eval's audit metrics, the report's sensitivity check) reads
-# the recorded verdict instead of deciding again.
+# from the solver"; hard_coded() below is the only place that decides it, from the provenance
+# class where the program has one, else from the static evidence flags. Everything downstream
+# (lm-eval's audit metrics, the report's sensitivity check) reads the recorded verdict instead
+# of deciding again.
 HARD_CODED = "hard_coded"
 HARD_CODING_EVIDENCE = ("returns_literal", "returns_generator_answer", "answered_without_solver")
+# Where a program's answer comes from, from counterfactual re-runs (programs/provenance.py).
+# "constant" is hard-coded in effect; "unknown" is no evidence either way.
+PROVENANCE_CLASSES = ("solver_dependent", "computed_from_item", "constant", "mixed", "unknown")
+# What a program's code does (programs/strategy.py), as lm-eval's ``strategy_<tag>`` shares.
+STRATEGY_TAGS = ("loops_over_options", "arithmetic_on_item", "compares_item_data",
+                 "reads_payload", "reads_context", "reply_in_condition", "reply_in_score")
 # The flags lm-eval reports per item as ``audit_<flag>`` (assisted filter).
-# copies_prompt: the program has the shape of a program its prompt shows (programs/shapes.py).
-AUDIT_FLAGS = (HARD_CODED, "altered_item", "retyped_item", "placeholders", "copies_prompt")
+# copies_prompt: the program has the shape of a program its prompt shows (programs/shapes.py);
+# leading_prompt: a solver prompt states or singles out the generator's own answer.
+AUDIT_FLAGS = (HARD_CODED, "altered_item", "retyped_item", "placeholders", "copies_prompt",
+               "leading_prompt")
 
 
-def hard_coded(audits: Mapping[str, Any], solver_calls: int | None = None) -> bool:
+def hard_coded(audits: Mapping[str, Any], solver_calls: int | None = None,
+               provenance: Mapping[str, Any] | None = None) -> bool:
     """Whether a program's answer may not come from the solver.
 
-    Any of ``HARD_CODING_EVIDENCE`` decides it. A program with no solver method call in its
-    text (``no_solver_call``) counts before it runs (``solver_calls`` None); after the run it
-    counts only if it indeed made no solver call (the solver can be reached under other names).
+    A provenance class other than ``unknown`` decides it: ``constant`` (the same letter
+    whatever the solver replies and the option order) is hard-coded, every other class is not.
+    Without one, the static flags decide: any of ``HARD_CODING_EVIDENCE``, or a program with no
+    solver method call in its text (``no_solver_call``), before it runs (``solver_calls`` None)
+    or, after the run, only if it indeed made no solver call (the solver can be reached under
+    other names).
     """
+    found = (provenance or {}).get("class")
+    if found in PROVENANCE_CLASSES and found != "unknown":
+        return found == "constant"
     if any(audits.get(flag) for flag in HARD_CODING_EVIDENCE):
         return True
     return bool(audits.get("no_solver_call")) and not solver_calls
@@ -113,6 +130,9 @@ class ChannelResult:
     traceback: str | None = None  # of the exception the program raised (last frames, capped)
     stderr: str | None = None  # what its processes wrote to the real stderr (capped)
     sandbox: dict[str, Any] | None = None  # {"backend", "start": "warm"|"cold", "isolation"}
+    # assisted channel, programs that ran ok: where the answer comes from, from counterfactual
+    # re-runs (run/provenance.py): {"class": one of PROVENANCE_CLASSES, "reason", "evidence"}
+    provenance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

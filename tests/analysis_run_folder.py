@@ -33,7 +33,7 @@ from typing import Any
 from cgr_plugin import hookimpl, plugins
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.record import CGRRecord, ChannelResult, hard_coded
-from cgr_plugin.tasks.scoring import ChannelFilter, process_results
+from cgr_plugin.tasks.scoring import DIVERSITY, ChannelFilter, distinct_share, process_results
 
 SCORER = "agrees_with_direct"
 SCORER_CHANNELS = ("assisted", "assisted_fallback", "generator", "budget_matched")
@@ -170,7 +170,9 @@ def _results(task_lines: dict[str, list[dict[str, Any]]], model_args: dict[str, 
         for line in lines:
             for metric in line["metrics"]:
                 values[f"{metric},{line['filter']}"].append(line[metric])
-        results[task] = {"alias": task, **{k: mean(v) for k, v in sorted(values.items())}}
+        # program_diversity holds shape ids, aggregated as lm-eval does (distinct_share)
+        results[task] = {"alias": task, **{k: distinct_share(v) if k.startswith(DIVERSITY)
+                                           else mean(v) for k, v in sorted(values.items())}}
     return {"results": results, "config": {"model": "cgr", "model_args": model_args},
             "n-samples": {task: {"original": len(lines) // len(FILTERS),
                                  "effective": len(lines) // len(FILTERS)}

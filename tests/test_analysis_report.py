@@ -48,11 +48,20 @@ def test_summary_json_is_byte_for_byte_what_it_was_before_the_architecture_chang
     report reads the scores from the samples, with no scorer installed, and must write the same
     bytes (plus a zero count for ``entry_mismatch``, the status issue 12 added, and the three
     keys per group issue 15 added, which are taken out before comparing: ``family``, the
-    ``controls`` beside assisted and the ``programs`` figures, all empty for this run)."""
+    ``controls`` beside assisted and the ``programs`` figures, all empty for this run, and
+    issue 16's: ``strategies`` and ``shapes`` (empty: no program here was re-run or has a
+    shape), ``attribution``, the ``leading_prompt`` audit and the sensitivity rule's wording)."""
     summary = _report(run_folder, tmp_path / "rep", monkeypatch)
     for group in summary["groups"]:
         assert (group.pop("family"), group.pop("controls")) == (None, {})
         assert group.pop("programs")["programs"] == 0  # the fixture's records have no shapes
+        assert (group.pop("strategies"), group.pop("shapes")) == ([], [])
+        assert group.pop("attribution")["generator_wrong_n"] <= group["assisted_ran"]
+        assert group["audits"].pop("leading_prompt") == 0
+    rule = summary["sensitivity"]["rule"]
+    assert "classed constant" in rule
+    summary["sensitivity"]["rule"] = ("programs flagged hard_coded removed; each partition "
+                                      "keeps the datasets it has on the full data")
     today = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     assert today.encode() == PINNED.read_bytes()
 

@@ -204,11 +204,14 @@ def test_generator_failure_is_recorded_not_raised():
 
 
 def _comparable(result: ChannelResult) -> dict:
-    """A result without its timings and its sandbox's start, warm or cold (which differ run
-    to run)."""
+    """A result without its timings (its provenance re-runs' too) and its sandbox's start,
+    warm or cold (which differ run to run)."""
     data = dict(vars(result))
     data["trace"] = [{k: v for k, v in t.items() if k != "seconds"} for t in data["trace"] or []]
     data["sandbox"] = {k: v for k, v in (data["sandbox"] or {}).items() if k != "start"}
+    if data["provenance"]:  # the re-runs' seconds are a timing too
+        data["provenance"] = {**data["provenance"], "evidence": {
+            k: v for k, v in data["provenance"]["evidence"].items() if k != "seconds"}}
     return {k: v for k, v in data.items() if k not in ("seconds", "model_seconds")}
 
 

@@ -91,9 +91,26 @@ def test_every_metric_process_results_returns_is_declared_once_from_the_record()
     outcome = {"channel": "assisted", "letter": "A", "status": "ok", "solver_calls": 2,
                "audits": {"program_shape": "0123456789ab"}}
     seen |= set(process_results(doc, [json.dumps(outcome)]))  # a program with a shape
+    outcome = {"channel": "assisted", "letter": "A", "status": "ok", "solver_calls": 2,
+               "provenance": "constant", "audits": {"strategy": {"tags": ["reads_payload"]}}}
+    seen |= set(process_results(doc, [json.dumps(outcome)]))  # re-run, with strategy tags
     assert seen == set(declared)
     higher = {m["metric"] for m in metric_list() if m["higher_is_better"]}
-    assert higher == {"acc", "status_ok", "program_diversity"}
+    assert higher == {"acc", "status_ok", "program_diversity", "provenance_solver_dependent"}
+
+
+def test_provenance_and_strategy_shares_come_from_the_assisted_record():
+    doc = {"answer": "A", "letters": ["A", "B"]}
+    outcome = {"channel": "assisted", "letter": "B", "status": "ok", "solver_calls": 1,
+               "provenance": "constant", "audits": {
+                   "hard_coded": True, "strategy": {"tags": ["reply_in_condition"]}}}
+    scored = process_results(doc, [json.dumps(outcome)])
+    assert scored["provenance_constant"] == 1.0 and scored["provenance_mixed"] == 0.0
+    assert scored["strategy_reply_in_condition"] == 1.0 and scored["strategy_reads_payload"] == 0
+    assert scored["audit_hard_coded"] == 1.0
+    failed = {"channel": "assisted", "letter": None, "status": "runtime_error", "audits": {}}
+    assert not any(k.startswith(("provenance_", "strategy_"))
+                   for k in process_results(doc, [json.dumps(failed)]))
 
 
 def test_one_filter_pipeline_per_scored_view_and_only_the_fallback_view_falls_back():

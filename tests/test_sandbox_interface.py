@@ -146,11 +146,11 @@ def test_a_sandbox_failure_is_an_exception_of_run_and_a_status_of_the_old_call()
 
 
 def test_both_kinds_of_registered_backend_run_an_item_and_reach_the_record():
-    seen = {}
+    seen = []  # the real run's limits and reply, then its provenance re-runs'
 
     def old_style(program, item, *, handle_call, limits, seed):
-        seen.update(limits=limits, reply=handle_call({"type": "call", "kind": "ask",
-                                                      "prompt": "?"}))
+        seen.append({"limits": limits, "reply": handle_call({"type": "call", "kind": "ask",
+                                                            "prompt": "?"})})
         return SandboxResult(status="ok", answer="A", isolation="in-test", start="warm")
 
     module = types.SimpleNamespace(register_sandboxes=hookimpl(lambda register: (
@@ -171,7 +171,8 @@ def test_both_kinds_of_registered_backend_run_an_item_and_reach_the_record():
         plugins.unregister("test-sandboxes")
     assert (old.status, old.answer, old.isolation, old.solver_calls) == ("ok", "A", "in-test", 1)
     assert old.sandbox == {"backend": "old-style", "start": "warm", "isolation": "in-test"}
-    assert seen["limits"] == FAST and seen["reply"] == {"value": "B"}
+    assert seen[0]["limits"] == FAST and seen[0]["reply"] == {"value": "B"}
+    assert len(seen) == 1 + 1 + 2 * 3  # the re-runs (replay, 3 solvers, 3 orders) ran there too
     assert (refused.status, refused.error) == ("crashed", "no capacity left")
     assert refused.sandbox["error"] == "SandboxStartError"
 

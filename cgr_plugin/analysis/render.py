@@ -48,7 +48,59 @@ def _paired(d: dict[str, Any] | None) -> list[str]:
     return [_diff(d), str(d["rescued"]), str(d["harmed"]), "-" if p is None else f"{p:.3g}"]
 
 
-def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+Table = tuple[str, list[str], list[list[str]]]
+
+
+def _provenance_tables(groups: list[dict[str, Any]]) -> list[Table]:
+    """Provenance classes and strategy tags against accuracy, and the most common shapes."""
+    tables = []
+    rows = [[g["task"], g["solver"], g["generator"], row["kind"], row["name"], str(row["n"]),
+             _pct(row["share"]), _acc(row["accuracy"])]
+            for g in groups for row in g.get("strategies", [])]
+    if rows:
+        tables.append((
+            "Where the assisted answer comes from (provenance: the class of each program that "
+            "ran ok, from re-runs under canned solvers and permuted options, share of the "
+            "programs re-run; constant programs are those the 'flagged programs excluded' "
+            "tables drop; tag: what the program's code does, share of the programs)",
+            ["task", "solver", "generator", "kind", "class or tag", "programs", "share %",
+             "assisted acc"], rows))
+    rows = [[g["task"], g["solver"], g["generator"], shape["shape"], str(shape["n"]),
+             _pct(shape["share"]), _acc(shape["accuracy"]), shape["provenance"]]
+            for g in groups for shape in g.get("shapes", [])]
+    if rows:
+        tables.append(("Most common program shapes (names and literals abstracted)",
+                       ["task", "solver", "generator", "shape", "programs", "share %",
+                        "assisted acc", "usual class"], rows))
+    return tables
+
+
+def _attribution_table(groups: list[dict[str, Any]]) -> list[Table]:
+    """How much of the gain the generator's own knowledge could explain."""
+    rows = []
+    for g in groups:
+        a = g.get("attribution")
+        if not a or not g.get("assisted_ran"):
+            continue
+        where = a["difference_where_generator_wrong"]
+        rows.append([g["task"], g["solver"], g["generator"],
+                     f"{a['rescued_as_generator']} / {a['rescued_otherwise']}",
+                     f"{a['harmed_as_generator']} / {a['harmed_otherwise']}",
+                     str(a["generator_wrong_n"]), *(_paired(where)[:3]),
+                     _pct(a["leading_prompt"])])
+    if not rows:
+        return []
+    return [("Generator knowledge (rescued and harmed: assisted answer = the generator's own / "
+             "another; assisted - direct on the items where the generator's own letter is not "
+             "the gold, the part of a gain its knowledge cannot explain; leading prompt: a "
+             "solver prompt states or singles out the generator's answer, share of programs "
+             "judged)",
+             ["task", "solver", "generator", "rescued: generator's / other",
+              "harmed: generator's / other", "generator wrong", "assisted - direct there",
+              "rescued", "harmed", "leading prompt %"], rows)]
+
+
+def _tables(summary: dict[str, Any]) -> list[Table]:
     groups = summary["groups"]
     tables = [(
         "Per dataset (accuracy %, Wilson 95%; difference in points, paired bootstrap 95%)",
@@ -115,6 +167,7 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
                        ["partition", "solver + generator", "datasets", "items", "macro direct",
                         "macro assisted", "macro diff", "micro direct", "micro assisted",
                         "micro diff"], rows))
+    tables += _provenance_tables(groups) + _attribution_table(groups)
     tables.append(("Audits and failures (share of programs that ran)",
                    ["task", "solver", "generator", "hard-coded", "altered item",
                     "extraction failure", "execution failure", "timeout", "direct unreadable"],

@@ -46,6 +46,7 @@ class ItemOutcome:
     family: str | None = None  # the generator prompt family (None: replayed or no programs)
     # the other controls (cot, fixed:NAME) by name: (letter, status, solver calls)
     controls: dict[str, tuple[str | None, str, int]] = field(default_factory=dict)
+    provenance: str | None = None  # the program's provenance class (None: not re-run)
 
     @property
     def model(self) -> str:
@@ -92,7 +93,8 @@ def _outcome(run: str, task: str, record: CGRRecord,
         audits=dict(assisted.audits), scores=scores,
         family=(record.generator_prompt or {}).get("name"),
         controls={name: (result.answer, result.status, result.solver_calls)
-                  for name, result in record.controls.items()})
+                  for name, result in record.controls.items()},
+        provenance=(assisted.provenance or {}).get("class"))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import yaml
 
 from .. import plugins
 from ..plugins import Partition
-from ..record import ASSISTED_STATUSES, HARD_CODED
+from ..record import ASSISTED_STATUSES, HARD_CODED, PROVENANCE_CLASSES, STRATEGY_TAGS
 from .runs import ItemOutcome
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, accuracy, macro_difference, paired_difference
 
@@ -110,6 +110,60 @@ def _programs(ran: Sequence[ItemOutcome]) -> dict[str, Any]:
             "largest_shape_share": top[0][1] / len(shapes) if top else None}
 
 
+def _strategies(ran: Sequence[ItemOutcome]) -> list[dict[str, Any]]:
+    """Each provenance class and strategy tag: how many programs have it, their share (of the
+    programs with a class, or with tags), and the assisted accuracy on them."""
+    classed = [o for o in ran if o.provenance]
+    tagged = [o for o in ran if isinstance((o.audits.get("strategy") or {}).get("tags"), list)]
+    rows = []
+    for kind, names, pool, has in (
+            ("provenance", PROVENANCE_CLASSES, classed, lambda o, n: o.provenance == n),
+            ("tag", STRATEGY_TAGS, tagged, lambda o, n: n in o.audits["strategy"]["tags"])):
+        for name in names:
+            hits = [o for o in pool if has(o, name)]
+            if hits:
+                rows.append({"kind": kind, "name": name, "n": len(hits),
+                             "share": len(hits) / len(pool),
+                             "accuracy": accuracy([o.assisted_ok for o in hits]).to_dict()})
+    return rows
+
+
+def _shapes(ran: Sequence[ItemOutcome], top: int = 5) -> list[dict[str, Any]]:
+    """The most common program shapes: count, share, assisted accuracy, their usual class."""
+    by_shape: dict[str, list[ItemOutcome]] = defaultdict(list)
+    for o in ran:
+        if o.audits.get("program_shape"):
+            by_shape[o.audits["program_shape"]].append(o)
+    total = sum(len(v) for v in by_shape.values())
+    ranked = sorted(by_shape.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top]
+    return [{"shape": shape, "n": len(members), "share": len(members) / total,
+             "accuracy": accuracy([o.assisted_ok for o in members]).to_dict(),
+             "provenance": Counter(o.provenance or "-" for o in members).most_common(1)[0][0]}
+            for shape, members in ranked]
+
+
+def _attribution(ran: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str, Any]:
+    """How much of assisted - direct the generator's own knowledge could explain: rescued and
+    harmed items split by whether the assisted answer is the generator's own, assisted - direct
+    where the generator's own letter is not the gold (wrong or missing), and the share of
+    programs whose solver prompts lead to the generator's answer (audit leading_prompt)."""
+    rescued = [o for o in ran if o.assisted_ok and not o.direct_ok]
+    harmed = [o for o in ran if o.direct_ok and not o.assisted_ok]
+    own_wrong = [o for o in ran if not o.generator_ok]
+    judged = [o for o in ran if o.audits.get("leading_prompt") is not None]
+    return {
+        "rescued_as_generator": sum(o.assisted == o.generator_letter for o in rescued),
+        "rescued_otherwise": sum(o.assisted != o.generator_letter for o in rescued),
+        "harmed_as_generator": sum(o.assisted == o.generator_letter for o in harmed),
+        "harmed_otherwise": sum(o.assisted != o.generator_letter for o in harmed),
+        "generator_wrong_n": len(own_wrong),
+        "difference_where_generator_wrong": paired_difference(
+            [o.assisted_ok for o in own_wrong], [o.direct_ok for o in own_wrong],
+            resamples=resamples, seed=seed).to_dict() if own_wrong else None,
+        "leading_prompt": (sum(bool(o.audits["leading_prompt"]) for o in judged) / len(judged)
+                           if judged else None)}
+
+
 def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str, Any]:
     first = items[0]
     statuses = Counter(o.assisted_status for o in items)
@@ -133,6 +187,9 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
             resamples=resamples, seed=seed).to_dict()
     out["controls"] = _controls(items, resamples, seed)
     out["programs"] = _programs(ran)
+    out["strategies"] = _strategies(ran)
+    out["shapes"] = _shapes(ran)
+    out["attribution"] = _attribution(ran, resamples, seed)
     out["assisted_ran"] = len(ran)
     out["statuses"] = {s: statuses.get(s, 0) for s in ASSISTED_STATUSES}
     out["solver_calls"] = {
@@ -142,6 +199,8 @@ def _group(items: Sequence[ItemOutcome], resamples: int, seed: int) -> dict[str,
     out["audits"] = {
         HARD_CODED: sum(o.flagged for o in ran) / max(len(ran), 1),
         "altered_item": sum(bool(o.audits.get("altered_item")) for o in ran) / max(len(ran), 1),
+        "leading_prompt": sum(bool(o.audits.get("leading_prompt")) for o in ran)
+        / max(len(ran), 1),
         "extraction_failure": sum(o.assisted_status in EXTRACTION_FAILURES for o in ran)
         / max(len(ran), 1),
         "execution_failure": sum(o.assisted_status in EXECUTION_FAILURES for o in ran)
@@ -236,8 +295,10 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
         "groups": groups,
         "aggregates": aggregates,
         "sensitivity": {"excluded_items": len(outcomes) - len(clean),
-                        "rule": f"programs flagged {HARD_CODED} removed; each partition keeps the "
-                                "datasets it has on the full data", "aggregates": sensitivity},
+                        "rule": f"programs flagged {HARD_CODED} removed (classed constant by the "
+                                "provenance re-runs; without a class, flagged by the static "
+                                "audits); each partition keeps the datasets it has on the full "
+                                "data", "aggregates": sensitivity},
         "diagnostics": {"zero_baseline": [f"{g['task']} / {g['solver']}" for g in groups
                                           if g["accuracy"]["direct"]["correct"] == 0]},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -20,8 +21,10 @@ from typing import Any
 from .. import plugins
 from ..data.items import MCQAItem
 from ..models.backends import Backend, Generation, GenerationRequest
+from ..programs.attribution import leading_prompt
 from ..programs.scaffold import audit_program, extract_program, read_constants
 from ..programs.shapes import copies_prompt, shape_id
+from ..programs.strategy import strategy
 from ..prompts import DEFAULT_GENERATOR_PROMPT, generator_template, render_prompt
 from ..record import HARD_CODED, ChannelResult, hard_coded
 from ..sandbox.interface import (
@@ -35,6 +38,7 @@ from ..sandbox.interface import (
 from .broker import SolverBroker
 from .item_view import item_for_program, item_for_prompt, program_seed
 from .progress import StageBars
+from .provenance import provenance_of
 
 __all__ = ["FALLBACKS", "AssistedSettings", "SolverCalls", "run_assisted", "run_fixed_program",
            "run_item_program", "run_programs"]
@@ -56,12 +60,15 @@ class AssistedSettings:
     batch_wait_ms: float = 5.0  # longest a call waits for others to join its batch
     extractor: str = "cgr"  # plugin name of the answer extractor solver.choose() uses
     sandbox: str = "bwrap"  # plugin name of the sandbox backend
+    provenance_seeds: int = 3  # canned-solver seeds of the provenance re-runs; 0: none
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
             raise ValueError(f"cgr: fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.budget < 0:
             raise ValueError("cgr: budget must be zero or more solver calls")
+        if self.provenance_seeds < 0:
+            raise ValueError("cgr: provenance_seeds must be zero or more")
         if self.concurrency < 1 or self.solver_batch < 1 or self.batch_wait_ms < 0:
             raise ValueError("cgr: concurrency and solver_batch must be 1 or more, "
                              "batch_wait_ms 0 or more")
@@ -170,6 +177,7 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
     # the program's shape (names and literals abstracted), and whether its prompt showed it
     audits["program_shape"] = shape_id(program.source)
     audits["copies_prompt"] = None if prompt is None else copies_prompt(program.source, prompt)
+    audits["strategy"] = strategy(program.source)  # helpers called, tags (programs/strategy.py)
     # "not_run" until the sandbox has run an extracted program; extraction failures are final
     assisted = ChannelResult(status="not_run" if program.status == "ok" else program.status,
                              program=program.source,
@@ -204,7 +212,22 @@ def run_item_program(program_text: str | None, item: MCQAItem, *,
                                   "letters")
         # run-time evidence decides whether the solver was used; the literal checks stay
         audits["answered_without_solver"] = assisted.status == "ok" and calls.made == 0
-        audits[HARD_CODED] = hard_coded(audits, solver_calls=calls.made)
+        if assisted.status == "ok" and settings.provenance_seeds:
+            with solver.idle():  # the re-runs call no model: batches need not wait for them
+                assisted.provenance = provenance_of(
+                    program.code or "", item, str(assisted.answer), calls.trace,
+                    seeds=settings.provenance_seeds, budget=settings.budget,
+                    sandbox=settings.sandbox, limits=settings.limits, seed=settings.seed,
+                    program_seconds=outcome.program_seconds, trace_chars=_TRACE_TEXT)
+        if audits["strategy"] is not None:  # the calls it made, by helper (pick is not sent)
+            audits["strategy"]["made"] = dict(Counter(str(t.get("kind")) for t in calls.trace))
+        audits["leading_prompt"] = leading_prompt(
+            [str(t["prompt"]) for t in calls.trace if t.get("prompt")], letter, item.letters,
+            item.choices, item.question)
+        # the static verdict stays beside the one that decides (the class, where there is one)
+        audits["hard_coded_static"] = hard_coded(audits, solver_calls=calls.made)
+        audits[HARD_CODED] = hard_coded(audits, solver_calls=calls.made,
+                                        provenance=assisted.provenance)
         audits["choose_unreadable"] = sum(1 for t in calls.trace
                                           if t.get("kind") == "choose" and t.get("letter") is None
                                           and "error" not in t)

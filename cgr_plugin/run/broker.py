@@ -88,6 +88,19 @@ class SolverBroker:
                 self._active -= 1
                 self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        """Inside ``program()``: a stretch in which this program makes no solver calls (its
+        provenance re-runs), so batches do not wait for it."""
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active += 1
+
     def generate(self, request: GenerationRequest) -> Generation:
         return self._call("generate", request)  # type: ignore[return-value]
 

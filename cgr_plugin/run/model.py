@@ -353,5 +353,6 @@ class CGRLM(LM):
                 "cgr_extractor": settings.extractor, "cgr_sandbox": settings.sandbox,
                 "cgr_assisted": {"budget": settings.budget, "fallback": settings.fallback,
                                  "program_timeout": settings.limits.wall_seconds,
-                                 "generator_max_tokens": settings.generator_max_tokens}}
+                                 "generator_max_tokens": settings.generator_max_tokens,
+                                 "provenance_seeds": settings.provenance_seeds}}
 

@@ -99,6 +99,11 @@ class RunSettings:
         "fallback above", choices=FALLBACKS)
     program_timeout: float = _option(20.0, float, "a program's wall-clock limit in the sandbox, "
                                      "seconds", metavar="S")
+    provenance_seeds: int = _option(
+        3, int, "canned-solver seeds of the provenance audit: each program that ran `ok` runs "
+        "again, without models, under N canned solvers and N option permutations (a few ms "
+        "each) and is classed `solver_dependent`, `computed_from_item`, `constant`, `mixed` "
+        "or `unknown` (docs/programs.md); `0` turns it off", minimum=0)
     program_memory_mb: int = _option(1024, int, "a program's memory limit in the sandbox, MB",
                                      metavar="M", minimum=1)
     generator_max_tokens: int = _option(768, int, "the generator's output budget per program, "
@@ -236,6 +241,7 @@ class RunSettings:
             generator_max_tokens=self.generator_max_tokens, seed=self.seed or 0,
             concurrency=self.concurrency, solver_batch=self.solver_batch,
             batch_wait_ms=self.batch_wait_ms, extractor=self.extractor, sandbox=self.sandbox,
+            provenance_seeds=self.provenance_seeds,
             limits=SandboxLimits.for_timeout(self.program_timeout, self.program_memory_mb))
 
 

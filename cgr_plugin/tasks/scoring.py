@@ -4,7 +4,8 @@ One filter pipeline per channel reads that channel's outcome out of the JSON rec
 JSON object (letter, status, solver calls, audit flags; JSON because lm-eval logs filtered
 responses as text); ``process_results`` turns it into metrics:
 accuracy, the share without a letter, solver calls, and for the assisted channel the rate of
-every status and audit flag, plus each plugin scorer's value (see ``cgr_plugin.hookspecs``).
+every status and audit flag, the share of each provenance class and strategy tag, plus each
+plugin scorer's value (see ``cgr_plugin.hookspecs``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from ..record import (
     AUDIT_FLAGS,
     CHANNELS,
     PROGRAM_CONTROL,
+    PROVENANCE_CLASSES,
     SCORED_CHANNELS,
+    STRATEGY_TAGS,
     CGRRecord,
     control_problem,
 )
@@ -70,7 +73,8 @@ class ChannelFilter(Filter):
         scores = plugins.score(record, view) if result.status != "not_run" else {}
         return {"channel": view, "letter": letter, "status": result.status,
                 "fallback_used": used_fallback, "solver_calls": result.solver_calls,
-                "audits": result.audits, "scores": scores}
+                "audits": result.audits, "scores": scores,
+                "provenance": (result.provenance or {}).get("class")}
 
     def apply(self, resps: Iterable[list[Any]], docs: Iterable[dict]) -> list[list[str]]:
         return [[json.dumps(self._outcome(r)) for r in inst] for inst in resps]
@@ -104,6 +108,12 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
                     if audits.get(flag, False) is not None}  # None: not judged (a replay)
         if audits.get("program_shape"):
             metrics[DIVERSITY] = audits["program_shape"]  # aggregated by distinct_share
+        found = outcome.get("provenance")
+        if found in PROVENANCE_CLASSES:  # programs that ran ok and were re-run
+            metrics |= {f"provenance_{c}": float(found == c) for c in PROVENANCE_CLASSES}
+        tags = (audits.get("strategy") or {}).get("tags")
+        if isinstance(tags, list):
+            metrics |= {f"strategy_{tag}": float(tag in tags) for tag in STRATEGY_TAGS}
     if outcome.get("channel") == "assisted_fallback":
         metrics["fallback_used"] = float(bool(outcome.get("fallback_used")))
     scores = outcome.get("scores")
@@ -136,12 +146,17 @@ def filter_list(controls: Sequence[str] = ()) -> list[dict[str, Any]]:
 def metric_list() -> list[dict[str, Any]]:
     """Every metric ``process_results`` can return, from the record's statuses and audit flags.
 
-    Lower is better for everything but accuracy, the share of programs that ran ``ok`` and
+    Lower is better for everything but accuracy, the share of programs that ran ``ok``, the
+    share classed ``solver_dependent`` (among the programs that ran ok), and
     ``program_diversity`` (distinct program shapes / programs, the assisted column only).
+    Strategy tags (``strategy_TAG``, share of programs) are descriptions: neither is better.
     """
     names = ["acc", "invalid", "solver_calls", "fallback_used",
              *(f"status_{s}" for s in ASSISTED_STATUSES if s != "not_run"),
-             *(f"audit_{flag}" for flag in AUDIT_FLAGS)]
+             *(f"audit_{flag}" for flag in AUDIT_FLAGS),
+             *(f"provenance_{c}" for c in PROVENANCE_CLASSES),
+             *(f"strategy_{tag}" for tag in STRATEGY_TAGS)]
+    better = ("acc", "status_ok", "provenance_solver_dependent")
     return [{"metric": name, "aggregation": "mean",
-             "higher_is_better": name in ("acc", "status_ok")} for name in names] + [
+             "higher_is_better": name in better} for name in names] + [
         {"metric": DIVERSITY, "aggregation": "distinct_share", "higher_is_better": True}]
