@@ -94,7 +94,15 @@ def _outcome(run: str, task: str, record: CGRRecord,
         family=(record.generator_prompt or {}).get("name"),
         controls={name: (result.answer, result.status, result.solver_calls)
                   for name, result in record.controls.items()},
-        provenance=(assisted.provenance or {}).get("class"))
+        provenance=_provenance_class(assisted.provenance))
+
+
+def _provenance_class(provenance: Any) -> str | None:
+    """The class of a record's provenance; a value that is not a mapping (a record written by
+    hand or by another tool) is ``unknown`` rather than a crash."""
+    if provenance is None:
+        return None
+    return str(provenance.get("class")) if isinstance(provenance, dict) else "unknown"
 
 
 @dataclass(frozen=True)
