@@ -49,11 +49,13 @@ def package(tmp_path_factory):
 def _stable(record: CGRRecord) -> dict:
     """The record without wall-clock fields."""
     data = record.to_dict()
-    for channel in data["channels"].values():
+    for channel in [*data["channels"].values(), *data["controls"].values()]:
         channel.pop("seconds", None)
         channel.pop("model_seconds", None)
         for call in channel.get("trace") or []:
             call.pop("seconds", None)
+        if channel.get("provenance"):  # the re-runs' wall time; their answers must agree
+            (channel["provenance"].get("evidence") or {}).pop("seconds", None)
     return data
 
 
