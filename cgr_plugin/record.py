@@ -14,9 +14,8 @@ from typing import Any
 
 __all__ = ["ASSISTED_STATUSES", "AUDIT_FLAGS", "CHANNELS", "CONTROL_KINDS", "GENERATOR_STATUSES",
            "HARD_CODED", "HARD_CODING_EVIDENCE", "PROGRAM_CONTROL", "PROVENANCE_CLASSES", "SCHEMA",
-           "SCORED_CHANNELS", "STRATEGY_TAGS",
-           "STATUSES", "CGRRecord", "ChannelResult", "control_problem", "hard_coded",
-           "valid_utf8"]
+           "SCORED_CHANNELS", "STRATEGY_TAGS", "STATUSES", "CGRRecord", "ChannelResult",
+           "control_names", "control_problem", "hard_coded", "valid_utf8"]
 
 SCHEMA = "cgr.record/1"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -38,6 +37,12 @@ CHANNELS = ("direct", "assisted", "generator", "budget_matched")
 PROGRAM_CONTROL = "fixed:"
 CONTROL_KINDS = ("cot", "budget_matched", PROGRAM_CONTROL + "NAME")
 _CONTROL_NAME = re.compile(r"^fixed:[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def control_names(spec: str | None) -> tuple[str, ...]:
+    """The controls of a ``controls=`` value (``fixed:a+cot``), in the order given, each once;
+    one reading for the model's settings and the task's columns."""
+    return tuple(dict.fromkeys(part.strip() for part in (spec or "").split("+") if part.strip()))
 
 
 def control_problem(name: str) -> str | None:

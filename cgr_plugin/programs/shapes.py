@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from functools import lru_cache
 
 from ..sandbox.entry import parse_python
 
@@ -77,6 +78,7 @@ def _kept(tree: ast.Module) -> ast.Module:
     return ast.Module(body=body, type_ignores=[])
 
 
+@lru_cache(maxsize=1024)  # the prompt's example is shaped again for every item of a run
 def shape(source: str | None) -> str | None:
     """The program's code with names and literals abstracted; None if it does not parse."""
     if not source:

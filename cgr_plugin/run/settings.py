@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import CGRError
 from ..models.registry import DIRECT_STYLES
 from ..prompts import DEFAULT_GENERATOR_PROMPT
-from ..record import PROGRAM_CONTROL, control_problem
+from ..record import PROGRAM_CONTROL, control_names, control_problem
 from ..sandbox.runner import SandboxLimits
 from .assisted import FALLBACKS, AssistedSettings
 
@@ -211,8 +211,7 @@ class RunSettings:
     @property
     def control_names(self) -> tuple[str, ...]:
         """``controls=`` as names, in the order given, each once."""
-        return tuple(dict.fromkeys(part.strip() for part in (self.controls or "").split("+")
-                                   if part.strip()))
+        return control_names(self.controls)
 
     @property
     def matches_budget(self) -> bool:

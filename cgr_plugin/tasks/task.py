@@ -29,6 +29,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 from .. import plugins
 from ..data.items import MCQAItem
 from ..data.loader import TaskConfigError
+from ..record import control_names
 from .scoring import filter_list, metric_list
 from .task_file import BASE_CONFIG, unknown_top_level_keys
 
@@ -48,8 +49,8 @@ class CGRTask(ConfigurableTask):
         merged["metadata"] = {**(base.get("metadata") or {}), **(own.get("metadata") or {})}
         # Defined once, from record.py's channels, statuses and audit flags (a task may override).
         # lm-eval hands a task the run's model_args as metadata: controls= adds their columns
-        controls = str((merged["metadata"] or {}).get("controls") or "").split("+")
-        merged.setdefault("filter_list", filter_list([c.strip() for c in controls]))
+        controls = control_names(str((merged["metadata"] or {}).get("controls") or ""))
+        merged.setdefault("filter_list", filter_list(controls))
         merged.setdefault("metric_list", metric_list())
         self._drawn: tuple[int, list[dict[str, Any]]] | None = None
         super().__init__(config=merged, **kwargs)
