@@ -119,7 +119,8 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
 
     again = _study(tmp_path, GRID)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "recomputed nothing: 4 cells finished before" in again.stdout
+    assert "recomputed nothing: 4 cells finished before (skipped by their done markers; 12 " \
+        "records in their journals)" in again.stdout
     assert "cgr-eval" not in again.stderr  # no cell started
     assert json.loads((out / "report" / "summary.json").read_text()) == summary
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..journal import Journal
 from .cells import Cell
 from .child import CGR, CGR_EVAL, Step, read_counters, stderr_tail
 from .plan import Plan, duration, make_plan
@@ -115,13 +116,17 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
     if _finished(out, cell) and marker is not None:
         record.status, record.seconds = "done", marker.get("seconds")
         record.finished_at = marker.get("finished_at")
-        clock.say(f"{title}: finished before, settings unchanged: skipped")
+        record.journal_records = _journal_records(out / cell.journal)
+        clock.say(f"{title}: finished before, settings unchanged: skipped "
+                  f"({record.journal_records} records in its journal)")
         state.save()
         return
     shutil.rmtree(out / cell.output, ignore_errors=True)  # this run's output only; journal kept
     record.status, record.ran_now = "running", True
-    clock.say(f"{title}: start ({_reason_to_run(marker, cell)}; estimate "
-              f"{duration(clock.estimate(cell))})" + clock.overall())
+    estimate = clock.estimate(cell)
+    clock.say(f"{title}: start ({_reason_to_run(marker, cell)}; "
+              + (f"estimate {duration(estimate)}" if estimate is not None else
+                 "no estimate: no cached model speed") + ")" + clock.overall())
     started = time.monotonic()
     step = Step(CGR_EVAL, cell.argv, cwd=out, logs=out / cell.folder)
     step.start()
@@ -151,6 +156,10 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
               + f"; {record.journal_hits} items from its journal, cache {record.cache_hits} "
               f"hits / {record.cache_misses} misses" + clock.overall())
     state.save()
+
+
+def _journal_records(path: Path) -> int:
+    return len(Journal(path, identity="")) if path.is_file() else 0
 
 
 def _reason_to_run(marker: dict[str, Any] | None, cell: Cell) -> str:
@@ -269,8 +278,9 @@ def _summary(state: StudyState, out: Path, say: Say) -> None:
           "cache hits/misses", flush=True)
     for c in cells:
         when = "earlier" if c.status == "done" and not c.ran_now else duration(c.seconds)
-        print(f"  {c.name:{width}}  {c.status:11} {when:>7}  {c.items:>5}  "
-              f"{c.journal_hits if c.ran_now else '-':>7}  "
+        journal = c.journal_hits if c.ran_now else (
+            f"{c.journal_records} kept" if c.journal_records is not None else "-")
+        print(f"  {c.name:{width}}  {c.status:11} {when:>7}  {c.items:>5}  {journal:>7}  "
               f"{f'{c.cache_hits}/{c.cache_misses}' if c.ran_now else '-'}", flush=True)
     for c in cells:
         if c.status in ("failed", "skipped"):
@@ -279,11 +289,15 @@ def _summary(state: StudyState, out: Path, say: Say) -> None:
     ran = [c for c in cells if c.ran_now]
     recomputed = sum(max(c.items - c.journal_hits, 0) for c in ran)
     misses = sum(c.cache_misses for c in ran)
-    before = _count(len(cells) - len(ran), "cell") + " finished before"
+    kept = sum(c.journal_records or 0 for c in cells if not c.ran_now)
+    before = (_count(len(cells) - len(ran), "cell") + " finished before (skipped by their done "
+              f"markers; {_count(kept, 'record')} in their journals)")
     if not recomputed and not misses and all(c.status == "done" for c in cells):
-        say(f"recomputed nothing: {before} (skipped by their done markers), "
-            f"{_count(sum(c.journal_hits for c in ran), 'item')} from journals, "
-            f"{_count(sum(c.cache_hits for c in ran), 'model call')} from the cache")
+        say(f"recomputed nothing: {before}" + (
+            f"; the {_count(len(ran), 'cell')} run now took "
+            f"{_count(sum(c.journal_hits for c in ran), 'item')} from their journals and "
+            f"{_count(sum(c.cache_hits for c in ran), 'model call')} from the cache"
+            if ran else ""))
     else:
         say(f"computed {_count(recomputed, 'item')} in {_count(len(ran), 'cell')} "
             f"({_count(misses, 'model call')} not in the cache); {before}")

@@ -36,6 +36,7 @@ class CellState:
     seconds: float | None = None
     ran_now: bool = False  # run by this invocation (not finished by an earlier one)
     items: int = 0
+    journal_records: int | None = None  # records its journal holds (a cell finished before)
     journal_hits: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
