@@ -149,6 +149,15 @@ def test_solver_calls_per_program_follow_the_family_and_the_options():
     assert program_calls("someone_elses", 4, budget=8) == 4
 
 
+def test_llama_cpp_prompts_prefill_only_what_the_prompt_before_does_not_share():
+    from cgr_plugin.run.study.cost import _new_tokens
+
+    shared = "You write one program for this item. " * 40  # a family's fixed text, item last
+    prompts = [shared + "Item: 2 + 2?", shared + "Item: 3 + 5?", "another prompt"]
+    assert _new_tokens(prompts) == [len(prompts[0]) / 4, len("3 + 5?") / 4,
+                                    len("another prompt") / 4]  # it shares nothing
+
+
 def _plan(tmp_path, text, speeds):
     return make_plan(load_study(_study(tmp_path, text)), speeds=speeds, say=lambda _: None)
 

@@ -16,12 +16,15 @@ Calls are counted per item and summed over a cell's items:
 
 Time per call is prefill of its prompt (the item's real direct or generator prompt, characters
 / 4 tokens) plus typical decoded lengths (:data:`DECODED`), at the model's measured speed, plus
-each cell's model loads. It is an estimate: replies vary in length, programs in calls, and
-llama.cpp reuses a shared prompt prefix, which this ignores.
+each cell's model loads. A llama.cpp model keeps the KV state of the prompt before: a batch's
+prompts (in text order, as it answers them) prefill only what they do not share with the one
+before, and a program's calls after its first only :data:`REUSED_TOKENS` each. It is an
+estimate: replies vary in length and programs in calls.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +41,7 @@ __all__ = ["DECODED", "CellCost", "estimate_cells", "program_calls"]
 
 # typical decoded tokens per call, capped by each call's own limit
 DECODED = {"letter": 4, "reasoning": 150, "program": 350, "judge": 1, "ask": 60}
+REUSED_TOKENS = 30  # what a program's later call on llama.cpp prefills: its own words
 FAMILY_CALLS: dict[str, Callable[[int], float]] = {
     "per_option": lambda options: options, "cgr": lambda options: 0.5,
     "pot": lambda options: 0.6, "decompose": lambda options: 3}
@@ -72,11 +76,27 @@ def _tokens(text: str) -> float:
     return len(text) / 4
 
 
-class _Pricer:
-    """Seconds per call for one model, or None without a speed (then the cell has none)."""
+def _new_tokens(texts: Sequence[str]) -> list[float]:
+    """Tokens each prompt of a batch has to prefill on llama.cpp, which answers a batch in
+    text order and keeps the KV state of the prompt before: all but the shared prefix."""
+    ordered = sorted(texts)
+    fresh = {}
+    for before, text in zip(["", *ordered], ordered, strict=False):
+        shared = len(os.path.commonprefix([before, text]))
+        fresh.setdefault(text, _tokens(text[shared:]))
+    return [fresh[text] for text in texts]
 
-    def __init__(self, cost: CellCost, label: str, speed: Speed | None) -> None:
-        self.cost, self.label, self.speed = cost, label, speed
+
+class _Pricer:
+    """Seconds per call for one model, or None without a speed (then the cell has none).
+
+    ``reuses_prefix`` (llama.cpp): a batch's prompts prefill only what they do not share with
+    the prompt before, and the calls of one program after its first only their own
+    :data:`REUSED_TOKENS` (they repeat the item's text)."""
+
+    def __init__(self, cost: CellCost, label: str, speed: Speed | None,
+                 reuses_prefix: bool) -> None:
+        self.cost, self.label, self.speed, self.reuses = cost, label, speed, reuses_prefix
 
     def _spend(self, seconds: float) -> None:
         if self.speed is None:
@@ -86,11 +106,20 @@ class _Pricer:
         elif self.cost.seconds is not None:
             self.cost.seconds += seconds
 
-    def add(self, prompt_tokens: float, decoded: float, calls: float = 1) -> None:
-        if self.speed is None:
+    def calls(self, prompt_tokens: float, decoded: float, calls: float = 1) -> None:
+        """``calls`` calls about one item, each reading about ``prompt_tokens``."""
+        if self.speed is None or calls <= 0:
             self._spend(0)
-        else:
-            self._spend(calls * self.speed.seconds(prompt_tokens, decoded))
+            return
+        later = min(REUSED_TOKENS, prompt_tokens) if self.reuses else prompt_tokens
+        first = min(calls, 1)
+        self._spend(first * self.speed.seconds(prompt_tokens, decoded)
+                    + (calls - first) * self.speed.seconds(later, decoded))
+
+    def batch(self, texts: Sequence[str], decoded: float) -> None:
+        """One call per prompt, sent as one batch."""
+        for tokens in (_new_tokens(texts) if self.reuses else map(_tokens, texts)):
+            self.calls(tokens, decoded)
 
     def load(self) -> None:
         self._spend(self.speed.load_seconds if self.speed else 0)
@@ -101,27 +130,34 @@ def estimate_cells(cells: Sequence[Cell], items: Sequence[MCQAItem], *,
                    speeds: Mapping[str, Speed | None]) -> dict[str, CellCost]:
     """Each cell's cost over ``items``; ``specs`` and ``speeds`` by model label."""
     answered: set[str] = set()  # solvers whose direct prompts the shared cache already holds
-    prompt_tokens: dict[DirectSettings, list[float]] = {}  # by direct style, rendered once
+    rendered: dict[DirectSettings, list[str]] = {}  # direct prompts by style, rendered once
     out = {}
     for cell in cells:
         label = cell.solver.label
-        style = direct_settings(specs.get(label), style=settings.direct_style,
+        spec = specs.get(label)
+        style = direct_settings(spec, style=settings.direct_style,
                                 max_tokens=settings.direct_max_tokens)
         cost = CellCost()
-        solver = _Pricer(cost, label, speeds.get(label))
+        solver = _Pricer(cost, label, speeds.get(label), _reuses(spec))
         solver.load()
-        prompts = prompt_tokens.setdefault(style, [
-            _tokens(direct_prompt(item, style, settings_dirs(settings))) for item in items])
+        texts = rendered.setdefault(style, [direct_prompt(item, style, settings_dirs(settings))
+                                            for item in items])
         if label not in answered:
-            _direct(solver, cost, prompts, style)
+            cost.solver_calls["direct"] = len(texts)
+            solver.batch(texts, _decoded(style))
             answered.add(label)
         else:
-            cost.cached_direct = len(prompts)
+            cost.cached_direct = len(texts)
+        prompts = [_tokens(text) for text in texts]
         if cell.kind in ("write", "replay"):
             _programs(cell, cost, solver, items, prompts, settings, style, speeds, specs)
-        _free_controls(cell, cost, solver, items, prompts, settings)
+        _free_controls(cell, cost, solver, items, texts, settings)
         out[cell.name] = cost
     return out
+
+
+def _reuses(spec: ModelSpec | None) -> bool:
+    return spec is not None and spec.format == "gguf"
 
 
 def settings_dirs(settings: RunSettings) -> list[str]:
@@ -132,13 +168,6 @@ def _decoded(style: DirectSettings) -> float:
     return min(DECODED[style.style], style.max_tokens)
 
 
-def _direct(solver: _Pricer, cost: CellCost, prompts: Sequence[float],
-            style: DirectSettings) -> None:
-    cost.solver_calls["direct"] = len(prompts)
-    for tokens in prompts:
-        solver.add(tokens, _decoded(style))
-
-
 def _programs(cell: Cell, cost: CellCost, solver: _Pricer, items: Sequence[MCQAItem],
               prompts: Sequence[float], settings: RunSettings, style: DirectSettings,
               speeds: Mapping[str, Speed | None], specs: Mapping[str, ModelSpec | None]
@@ -147,42 +176,42 @@ def _programs(cell: Cell, cost: CellCost, solver: _Pricer, items: Sequence[MCQAI
     assert cell.family is not None and cell.generator is not None
     if cell.kind == "write":
         writer = cell.generator.label
-        pricer = _Pricer(cost, writer, speeds.get(writer))
+        pricer = _Pricer(cost, writer, speeds.get(writer), _reuses(specs.get(writer)))
         if writer != cell.solver.label or cell.generator.args:
             pricer.load()
         cost.generator_calls = len(items)
-        for item in items:
-            prompt = render_prompt(generator_template(cell.family), settings_dirs(settings),
-                                   item=item_for_prompt(item), budget=settings.budget).text
-            pricer.add(_tokens(prompt), min(DECODED["program"], settings.generator_max_tokens))
+        pricer.batch([render_prompt(generator_template(cell.family), settings_dirs(settings),
+                                    item=item_for_prompt(item), budget=settings.budget).text
+                      for item in items],
+                     min(DECODED["program"], settings.generator_max_tokens))
     calls = [program_calls(cell.family, len(item.choices), settings.budget) for item in items]
-    kind = "judge" if cell.family == "per_option" else "letter"
+    decoded = DECODED["judge"] if cell.family == "per_option" else _decoded(style)
     cost.solver_calls["programs"] = sum(calls)
     for n, tokens in zip(calls, prompts, strict=True):
-        solver.add(tokens, DECODED["judge"] if kind == "judge" else _decoded(style), n)
+        solver.calls(tokens, decoded, n)
     if "budget_matched" in cell.controls:
         cost.solver_calls["budget_matched"] = sum(calls)
         for n, tokens in zip(calls, prompts, strict=True):
-            solver.add(tokens, _decoded(style), n)
+            solver.calls(tokens, _decoded(style), n)
 
 
 def _free_controls(cell: Cell, cost: CellCost, solver: _Pricer, items: Sequence[MCQAItem],
-                   prompts: Sequence[float], settings: RunSettings) -> None:
+                   texts: Sequence[str], settings: RunSettings) -> None:
+    """cot (one reasoning call per item) and the fixed programs' calls."""
     for control in cell.controls:
         if control == "budget_matched":
             continue
         if control == "cot":
             cost.solver_calls["cot"] = len(items)
-            for tokens in prompts:
-                solver.add(tokens, DECODED["reasoning"])
+            solver.batch(texts, DECODED["reasoning"])
             continue
         name = control.removeprefix("fixed:")
         total = 0.0
-        for item, tokens in zip(items, prompts, strict=True):
+        for item, text in zip(items, texts, strict=True):
             calls, kind = FIXED_CALLS.get(name, lambda _: (settings.budget, "ask"))(
                 len(item.choices))
             calls = min(calls, settings.budget)
             total += calls
-            solver.add(tokens, DECODED["judge"] if kind == "judge" else DECODED["ask"]
-                       if kind == "ask" else DECODED["letter"], calls)
+            solver.calls(_tokens(text), DECODED["judge" if kind == "judge" else
+                                                "ask" if kind == "ask" else "letter"], calls)
         cost.solver_calls[control] = total
