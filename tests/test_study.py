@@ -196,8 +196,8 @@ def test_a_model_that_is_not_here_gets_no_estimate_and_says_why(tmp_path, monkey
     plan = _plan(tmp_path, "name: t\ntasks: [cgr_arc_easy]\nlimit: 1\n"
                            "solvers: [qwen2.5-1.5b]\n", SpeedCache(tmp_path / "speeds.json"))
     assert plan.estimated_seconds() is None
-    assert plan.speeds["qwen2.5-1.5b"] == (None, "no estimate (not in the Hugging Face cache "
-                                                 "(needs the hub once))")
+    assert plan.speeds["qwen2.5-1.5b"] == (None, "no estimate (not available offline: not in "
+                                                 "the Hugging Face cache (needs the hub once))")
     assert "estimated time unknown (a model has no measured speed" in format_plan(plan, tmp_path)
 
 

@@ -134,7 +134,8 @@ def _argv(spec: StudySpec, cell: Cell, item_args: Sequence[str]) -> list[str]:
     if cell.seed is not None:
         model_args.append(f"seed={cell.seed}")
     model_args += [f"journal={cell.journal}", f"cache={CACHE_FILE}"]
-    model_args += [f"{key}={value}" for key, value in spec.model_args.items()]
+    model_args += [f"{key}={value}" for key, value in spec.model_args.items()
+                   if value is not None]
     argv = ["--model", "cgr", "--model_args", ",".join(model_args),
             "--tasks", ",".join(spec.tasks), *item_args,
             "--output_path", cell.output, "--log_samples", "--confirm_run_unsafe_code"]

@@ -76,7 +76,7 @@ def _speed(entry: ModelEntry, spec: ModelSpec | None, settings: RunSettings,
         return cached, f"cached, measured {cached.measured_at}"
     here, why = measurable(entry, spec, plugins.registry().entries["models"])
     if not here:
-        return None, f"no estimate ({why})"
+        return None, f"no estimate (not available offline: {why})"
     if not measure:
         return None, "no estimate (not measured yet: run --dry-run without --no-measure)"
     say(f"measuring {entry.label} on this machine (load, prefill, decode; once, then cached)")

@@ -67,7 +67,10 @@ def run_study(spec: StudySpec, out: Path, *, say: Say = _say) -> int:
                    for cell in plan.cells}
     state.save()
     clock = _Clock(plan, [c for c in plan.cells if not _finished(out, c)], say)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:  # SIGTERM stops the running cell as Ctrl-C does (only the main thread may ask)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:
+        previous = None
     try:
         for number, cell in enumerate(plan.cells, 1):
             _run_cell(cell, f"cell {number}/{len(plan.cells)} {cell.name}", state, out, clock)
@@ -77,7 +80,8 @@ def run_study(spec: StudySpec, out: Path, *, say: Say = _say) -> int:
             "interrupted one continues from its journal")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     reported = _report(plan, state, out, last_report, say)
     _summary(state, out, say)
     failed = [c for c in state.cells.values() if c.status != "done"]

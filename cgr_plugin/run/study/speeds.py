@@ -113,7 +113,7 @@ def measurable(entry: ModelEntry, spec: ModelSpec | None, plugin_models: Mapping
     local = entry.args.get("pretrained")
     if local and Path(str(local)).expanduser().is_dir():
         return True, "local folder"
-    return False, "not available offline"
+    return False, f"{entry.model} with no local model folder"
 
 
 class SpeedCache:
