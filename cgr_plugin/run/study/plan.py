@@ -106,12 +106,17 @@ def duration(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
+def _number(value: float) -> str:
+    """A call count: whole numbers with thousands separators, estimates to one decimal."""
+    return f"{value:,.0f}" if value >= 100 or float(value).is_integer() else f"{value:.1f}"
+
+
 def _calls(cost: CellCost) -> str:
-    parts = [f"{name} {value:g}" for name, value in cost.solver_calls.items()]
+    parts = [f"{name} {_number(value)}" for name, value in cost.solver_calls.items()]
     if cost.cached_direct:
-        parts.append(f"its {cost.cached_direct} direct answers from the study's cache")
-    return (f"generator {cost.generator_calls}, solver {cost.total_solver_calls:g} "
-            f"({', '.join(parts)})")
+        parts.append(f"its {_number(cost.cached_direct)} direct answers from the study's cache")
+    return (f"generator {_number(cost.generator_calls)}, solver "
+            f"{_number(cost.total_solver_calls)} ({', '.join(parts)})")
 
 
 def _what(cell: Cell) -> str:
@@ -156,8 +161,8 @@ def format_plan(plan: Plan, out: Path) -> str:
     generator_calls = sum(c.generator_calls for c in plan.costs.values())
     solver_calls = sum(c.total_solver_calls for c in plan.costs.values())
     total = plan.estimated_seconds()
-    lines.append(f"total: {plan.items} items; {generator_calls} generator calls, "
-                 f"{solver_calls:g} solver calls (estimated); estimated time "
+    lines.append(f"total: {_number(plan.items)} items; {_number(generator_calls)} generator "
+                 f"calls, {_number(solver_calls)} solver calls (estimated); estimated time "
                  + (duration(total) if total is not None else
                     "unknown (a model has no measured speed, below)"))
     lines.append(f"model speeds on this machine ({machine_key()}):")
