@@ -90,6 +90,15 @@ def test_explicit_item_ids_become_lm_eval_sample_indices(tmp_path):
                                                               "cgr_sciq": [0]}
 
 
+def test_metadata_selects_subsets_for_the_items_and_reaches_cgr_eval(tmp_path):
+    spec = load_study(_study(tmp_path, "name: t\ntasks: [cgr_mmlu]\nlimit: 3\n"
+                             "solvers: [smollm2-135m]\nmetadata: {subsets: [virology]}\n"))
+    selection = select_items(spec)
+    assert {item.metadata["subject"] for item in selection["cgr_mmlu"].items} == {"virology"}
+    args = eval_item_args(spec, selection)
+    assert args == ["--limit", "3", "--metadata", '{"subsets":["virology"]}']
+
+
 def _cells(tmp_path, text):
     spec = load_study(_study(tmp_path, text))
     return spec, plan_cells(spec, ["--limit", "2"])

@@ -36,7 +36,7 @@ def select_items(spec: StudySpec) -> dict[str, TaskSelection]:
     out = {}
     for task, (yaml_path, split) in spec.task_files.items():
         try:
-            items = task_items(config_source=str(yaml_path)).get(split)
+            items = task_items(**spec.metadata, config_source=str(yaml_path)).get(split)
         except CGRError as err:
             raise StudyError(f"{spec.source}: task {task}: its items do not load: {err}"
                              ) from None
@@ -59,9 +59,12 @@ def select_items(spec: StudySpec) -> dict[str, TaskSelection]:
 
 
 def eval_item_args(spec: StudySpec, selection: Mapping[str, TaskSelection]) -> list[str]:
-    """cgr-eval's item flags: ``--samples`` where ids were named, else ``--limit`` (or none)."""
+    """cgr-eval's item flags: ``--samples`` where ids were named, else ``--limit`` (or none),
+    and ``--metadata``."""
+    metadata = (["--metadata", json.dumps(dict(spec.metadata), separators=(",", ":"))]
+                if spec.metadata else [])
     if spec.items:
         return ["--samples", json.dumps({task: list(chosen.indices)
                                          for task, chosen in selection.items()},
-                                        separators=(",", ":"))]
-    return ["--limit", str(spec.limit)] if spec.limit else []
+                                        separators=(",", ":")), *metadata]
+    return (["--limit", str(spec.limit)] if spec.limit else []) + metadata

@@ -44,6 +44,7 @@ STUDY_KEYS = {
     "seeds": "seeds (model_arg seed); each seed is a full grid with a report of its own",
     "model_args": "model_args of --model cgr for every cell (concurrency, budget, device, ...)",
     "include_path": "folders of your own task YAMLs (cgr-eval --include_path)",
+    "metadata": "lm-eval's --metadata for every task, e.g. {subsets: [virology, anatomy]}",
     "report": "cgr report options: gate, resamples, seed, partitions, explorer",
 }
 REPORT_KEYS = ("gate", "resamples", "seed", "partitions", "explorer")
@@ -92,6 +93,7 @@ class StudySpec:
     items: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     model_args: Mapping[str, Any] = field(default_factory=dict)
     include_paths: tuple[Path, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
     report: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     sha256: str = ""  # of the file's text
@@ -187,6 +189,7 @@ def _checked(raw: Mapping[str, Any], path: Path, where: _Where, sha256: str) -> 
         families=families, controls=controls, seeds=_seeds(raw.get("seeds"), where),
         limit=_limit(raw.get("limit"), where), items=_items(raw.get("items"), tasks, where),
         model_args=model_args, include_paths=include,
+        metadata=_metadata(raw.get("metadata"), where),
         report=_report(raw.get("report"), path.parent, where),
         description=str(raw.get("description") or ""), sha256=sha256, task_files=task_files)
 
@@ -386,6 +389,14 @@ def _items(raw: Any, tasks: Sequence[str], where: _Where) -> dict[str, tuple[str
             raise where.error(["items", task], f"items.{task}: a list of item ids")
         out[task] = tuple(dict.fromkeys(str(i) for i in ids))
     return out
+
+
+def _metadata(raw: Any, where: _Where) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise where.error(["metadata"], "metadata must be a mapping, as lm-eval's --metadata")
+    return {str(k): v for k, v in raw.items()}
 
 
 def _report(raw: Any, base: Path, where: _Where) -> dict[str, Any]:
