@@ -116,6 +116,9 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
     assert group["controls"]["cot"]["assisted_minus_control"] is not None  # paired across cells
     package = json.loads((out / "programs" / "study-writer.cgr" / "manifest.json").read_text())
     assert package["programs"] == 3
+    write = state["write-study-writer.cgr"]
+    assert write["package"] == "programs/study-writer.cgr"
+    assert write["package_sha256"] == package["programs_sha256"]
 
     again = _study(tmp_path, GRID)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -63,7 +63,8 @@ def run_study(spec: StudySpec, out: Path, *, say: Say = _say) -> int:
     state = StudyState(out / "study.json", spec.name, str(spec.source), spec.sha256)
     state.cells = {cell.name: CellState(cell.name, cell.kind, settings_hash=cell.settings_hash,
                                         command=f"cd {out} && {' '.join(cell.command)}",
-                                        depends_on=cell.depends_on, items=plan.items)
+                                        depends_on=cell.depends_on, items=plan.items,
+                                        package=cell.package)
                    for cell in plan.cells}
     state.save()
     clock = _Clock(plan, [c for c in plan.cells if not _finished(out, c)], say)
@@ -121,6 +122,7 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
         record.status, record.seconds = "done", marker.get("seconds")
         record.finished_at = marker.get("finished_at")
         record.journal_records = _journal_records(out / cell.journal)
+        record.package_sha256 = marker.get("package_sha256")
         clock.say(f"{title}: finished before, settings unchanged: skipped "
                   f"({record.journal_records} records in its journal)")
         state.save()
@@ -151,9 +153,9 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
     record.seconds = round(time.monotonic() - started, 1)
     if record.status == "running":
         record.status, record.finished_at = "done", time.strftime("%Y-%m-%d %H:%M:%S")
-        write_done(out / cell.folder, record,
-                   package_sha256=_package_sha256(out / str(cell.package))
-                   if cell.kind == "write" else None)
+        if cell.kind == "write":
+            record.package_sha256 = _package_sha256(out / str(cell.package))
+        write_done(out / cell.folder, record, package_sha256=record.package_sha256)
     clock.finished(cell, record.seconds if record.status == "done" else None)
     clock.say(f"{title}: {record.status} in {duration(record.seconds)}"
               + (f" ({record.reason})" if record.reason else "")

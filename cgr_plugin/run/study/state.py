@@ -45,6 +45,8 @@ class CellState:
     stderr_tail: str | None = None
     pid: int | None = None
     finished_at: str | None = None
+    package: str | None = None  # a write cell's program package, and its programs' sha256
+    package_sha256: str | None = None
 
 
 @dataclass
