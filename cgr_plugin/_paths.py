@@ -1,7 +1,8 @@
 """Where the packaged task configs, templates and data live.
 
-A wheel carries ``task_configs/`` and ``templates/`` inside ``cgr_plugin/`` (hatchling
-force-include); a source checkout or editable install keeps them at the repository top level.
+A wheel carries ``task_configs/``, ``templates/`` and ``studies/`` inside ``cgr_plugin/``
+(hatchling force-include); a source checkout or editable install keeps them at the repository
+top level.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _resource_dir(name: str) -> Path:
 TASKS_DIR = _resource_dir("task_configs")
 TEMPLATES_DIR = _resource_dir("templates")
 DATA_DIR = TASKS_DIR / "_data"
+STUDIES_DIR = _resource_dir("studies")  # the shipped study files, `cgr study NAME`
 
 
 def user_template_dirs() -> list[Path]:

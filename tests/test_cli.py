@@ -68,6 +68,24 @@ def test_cgr_path_and_models(capsys):
     assert "qwen2.5-coder-1.5b" in capsys.readouterr().out
 
 
+def test_cgr_models_says_which_models_this_machine_has(capsys):
+    from cgr_plugin.models.registry import load_registry, offline_status
+
+    with pytest.raises(SystemExit):
+        cli.cgr_main(["models"])
+    header, *rows = capsys.readouterr().out.splitlines()
+    column = header.split().index("offline")
+    shown = {row.split()[0]: row.split()[column] for row in rows
+             if row.split() and row.split()[0] in load_registry()}
+    assert shown == {name: "yes" if offline_status(spec)[0] else "no"
+                     for name, spec in load_registry().items()}
+    assert shown["qwen2.5-1.5b"] in ("yes", "no") and len(shown) >= 9
+    with pytest.raises(SystemExit):
+        cli.cgr_main(["models", "--offline"])
+    listed = [row.split() for row in capsys.readouterr().out.splitlines()[1:]]
+    assert all(row[column] == "yes" for row in listed if row and row[0] in shown)
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="original source files not present")
 def test_cgr_bundle_check(capsys):
     with pytest.raises(SystemExit) as done:

@@ -23,6 +23,8 @@ def test_wheel_ships_resources(tmp_path):
                  "cgr_plugin/task_configs/_data/mmlu/test.jsonl",
                  "cgr_plugin/templates/direct.j2",
                  "cgr_plugin/models/models.yaml",
+                 "cgr_plugin/studies/smoke.yaml",
+                 "cgr_plugin/studies/cpu_default.yaml",
                  "cgr_plugin/analysis/templates/report.html.j2"):
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

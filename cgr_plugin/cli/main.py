@@ -25,14 +25,15 @@ from . import (
     plugins,
     report,
     sandbox_check,
+    study,
     validate_dataset,
 )
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cgr_main"]
 
 # In `cgr --help` order. A new subcommand is one module with add_to(subparsers) and run(args).
-SUBCOMMANDS = (bundle, models, fetch_model, exec_program, report, compare, export, enable_lm_eval,
-               disable_lm_eval, plugins, sandbox_check, path, validate_dataset)
+SUBCOMMANDS = (bundle, models, fetch_model, exec_program, report, compare, export, study,
+               enable_lm_eval, disable_lm_eval, plugins, sandbox_check, path, validate_dataset)
 
 EPILOG = """\
     examples:
@@ -45,6 +46,7 @@ EPILOG = """\
       cgr report out_smol out_qwen --out report
       cgr compare run_a/samples_arc_easy_*.jsonl run_b/samples_arc_easy_*.jsonl
       cgr export out_qwen --out programs_qwen   # then --model_args programs=...
+      cgr study smoke --dry-run        # a whole grid from studies/smoke.yaml: plan and cost
       cgr plugins                      # installed plugins and what they add
       cgr enable-lm-eval               # then: lm_eval --model cgr --tasks 'cgr_*'
     """

@@ -40,6 +40,7 @@ def add_to(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
+    from ..analysis.control_runs import pair_separate_controls
     from ..analysis.explorer import explorer_data
     from ..analysis.paired_runs import compare_runs, name_runs
     from ..analysis.render import write_report
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                              [item_outcome(item) for item in second])
     else:
         logged = list(iter_logged(args.runs))
-        outcomes = [item_outcome(item) for item in logged]
+        outcomes = pair_separate_controls([item_outcome(item) for item in logged])
     if not outcomes:
         raise CGRError("no items to report on")
     summary = build_summary(outcomes, runs=args.runs, partitions=partitions, gate=args.gate,

@@ -10,12 +10,13 @@ from .. import plugins
 from .base import Backend, BackendError
 from .llama_cpp import LlamaCppBackend
 from .lm_eval_backend import LmEvalBackend
-from .registry import ModelSpec, RegistryError, load_registry
+from .registry import HUB_BACKENDS, ModelSpec, RegistryError, load_registry
 
 __all__ = ["make_backend"]
 
 _LLAMA_CPP_ARGS = frozenset({"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu",
                              "draft_tokens"})
+_LM_EVAL_DEFAULTS = ("device", "batch_size")  # the run's settings that lm-eval models take
 
 
 def make_backend(name: str, args: Mapping[str, Any], *,
@@ -41,9 +42,8 @@ def make_backend(name: str, args: Mapping[str, Any], *,
     if factory is not None and spec is None:  # a plugin's backend
         return factory({**defaults, **args}), None
     chat = args.pop("chat_template", None)
-    if spec is not None:  # format: hf -> lm-eval's own hf backend
-        pretrained = spec.source.get("pretrained") or spec.hf_hub_id
-        return LmEvalBackend("hf", {"pretrained": pretrained, **args}, chat), spec
+    if spec is not None:  # format: hf -> lm-eval's own hf or vllm model
+        return _hub_backend(spec, args, chat, defaults), spec
     from lm_eval.api.registry import model_registry
 
     if name not in model_registry:
@@ -52,5 +52,27 @@ def make_backend(name: str, args: Mapping[str, Any], *,
             "and not an lm-eval model (see `lm-eval ls models`)")
     if name == "cgr":
         raise RegistryError("the cgr model cannot be its own solver or generator")
-    forwarded = {k: v for k, v in defaults.items() if k in ("device", "batch_size")} | args
+    forwarded = {k: v for k, v in defaults.items() if k in _LM_EVAL_DEFAULTS} | args
     return LmEvalBackend(name, forwarded, chat), None
+
+
+def _hub_backend(spec: ModelSpec, args: dict[str, Any], chat: Any,
+                 defaults: Mapping[str, Any]) -> LmEvalBackend:
+    """An hf-format registry entry on its recommended backend (``hf`` or ``vllm``), or on the
+    one ``backend=`` names, with the entry's arguments for it under the run's own.
+
+    ``backend`` is this backend's switch only when it names one of the entry's backends: hf's
+    own ``backend`` option (causal, seq2seq) passes through unchanged.
+    """
+    backend = spec.backend
+    if args.get("backend") in HUB_BACKENDS:
+        backend = args.pop("backend")
+    if backend not in spec.backends:
+        raise BackendError(f"model {spec.name!r} has no arguments for backend {backend!r} in "
+                           f"its registry entry ({spec.origin}); it has: "
+                           f"{', '.join(spec.backends)}")
+    if chat is None and spec.chat_template == "none":
+        chat = False  # raw prompts; "tokenizer" keeps None: its template wherever it has one
+    forwarded = {k: v for k, v in defaults.items() if k in _LM_EVAL_DEFAULTS}
+    merged = {"pretrained": spec.pretrained, **spec.backends[backend], **forwarded, **args}
+    return LmEvalBackend(backend, merged, chat)

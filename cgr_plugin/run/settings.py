@@ -34,7 +34,8 @@ BACKEND_SCOPES = {
     "solver": "that backend's own arguments, passed unchanged, e.g. "
               "`solver=hf,solver.pretrained=Qwen/Qwen2.5-1.5B-Instruct,solver.dtype=bfloat16`, "
               "or `solver.n_ctx=4096` for llama.cpp; `solver.chat_template=False` sends raw "
-              "prompts",
+              "prompts; for a hub registry model, `solver.backend=hf` or `vllm` picks the "
+              "backend (default: the registry's)",
     "generator": "the generator backend's own arguments, as for `solver.KEY`",
 }
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")

@@ -23,7 +23,7 @@ from ..data.loader import (
 )
 from .task_file import read_task_file
 
-__all__ = ["load_mcqa_dataset"]
+__all__ = ["load_mcqa_dataset", "task_items"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
     """Load, normalize and validate one CGR task's items as ``{split: datasets.Dataset}``."""
     import datasets
 
+    return {split: datasets.Dataset.from_list([item.to_doc() for item in items])
+            for split, items in task_items(**kwargs).items()}
+
+
+def task_items(**kwargs: Any) -> dict[str, list[MCQAItem]]:
+    """One CGR task's items by split, loaded, normalized and validated as lm-eval will see them
+    (``load_mcqa_dataset``'s arguments: ``config_source`` and the ``dataset_kwargs``)."""
     config_source = kwargs.get("config_source")
     problems = Problems()
     if config_source and config_source != "inline":
@@ -68,7 +75,7 @@ def load_mcqa_dataset(**kwargs: Any) -> dict[str, Any]:
                 log.warning("cgr: %s", warning)
         if subsets is not None:
             items = _select(items, options["subset_field"], subsets, where)
-        out[split] = datasets.Dataset.from_list([item.to_doc() for item in items])
+        out[split] = items
     return out
 
 

@@ -1,0 +1,91 @@
+"""What a study has done, on disk: ``OUT/study.json`` and each finished cell's done marker.
+
+``study.json`` is rewritten (atomically) whenever a cell starts or ends: every cell's status
+(``pending``, ``running`` with the child's pid, ``done``, ``failed`` with its exit code and the
+last lines of its stderr, ``skipped`` with the reason, ``interrupted``), its command, time and
+what it reused. A cell is finished when ``cells/NAME/done.json`` records its settings hash: the
+same command again skips it, a changed hash runs it again (its journal still answers the items
+whose records would not change).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CellState", "StudyState", "read_done", "write_done"]
+
+SCHEMA = "cgr.study/1"
+DONE = "done.json"
+
+
+@dataclass
+class CellState:
+    name: str
+    kind: str
+    status: str = "pending"
+    settings_hash: str = ""
+    command: str = ""
+    depends_on: str | None = None
+    seconds: float | None = None
+    ran_now: bool = False  # run by this invocation (not finished by an earlier one)
+    items: int = 0
+    journal_records: int | None = None  # records its journal holds (a cell finished before)
+    journal_hits: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    exit_code: int | None = None
+    reason: str | None = None  # why it failed or was skipped
+    stderr_tail: str | None = None
+    pid: int | None = None
+    finished_at: str | None = None
+    package: str | None = None  # a write cell's program package, and its programs' sha256
+    package_sha256: str | None = None
+
+
+@dataclass
+class StudyState:
+    path: Path
+    name: str
+    study_file: str
+    study_sha256: str
+    cells: dict[str, CellState] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    def save(self) -> None:
+        body = {"schema": SCHEMA, "name": self.name, "study_file": self.study_file,
+                "study_sha256": self.study_sha256, "started_at": self.started_at,
+                "updated_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "cells": [asdict(cell) for cell in self.cells.values()],
+                "report": self.report}
+        _write_json(self.path, body)
+
+
+def _write_json(path: Path, body: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part",
+                                     encoding="utf-8") as tmp:
+        json.dump(body, tmp, indent=2, sort_keys=True)
+        tmp.write("\n")
+    os.replace(tmp.name, path)
+
+
+def read_done(folder: Path) -> dict[str, Any] | None:
+    """A cell folder's done marker, or None (no marker, or one that cannot be read)."""
+    try:
+        marker = json.loads((folder / DONE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def write_done(folder: Path, cell: CellState, **extra: Any) -> None:
+    _write_json(folder / DONE, {"settings_hash": cell.settings_hash, "seconds": cell.seconds,
+                                "items": cell.items, "finished_at": cell.finished_at, **extra})
