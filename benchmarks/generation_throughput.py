@@ -5,11 +5,13 @@ Levers, cumulative: (1) today: the item after the first paragraph of the generat
 ``create_chat_completion``; (2) + layout: the item last, so consecutive prompts share their
 fixed text and llama-cpp-python reuses its KV state; (3) + lean: greedy decoding without the
 per-token sampling path (``llama_decode.greedy_generate``); (4) + draft: prompt-lookup drafting
-on top. (2) and (3) must give the same programs token for token; (4) is counted. Judge: today's
+on top; (5) + loop stop: a program that repeats a block 4 times is cut there ((4) and (5) are
+the generator's defaults). (2) and (3) must give the same programs token for token; (4) and (5)
+are counted. Judge: today's
 ``judge`` (fresh context, log-softmax over the vocabulary) against the backend's (prompts in
 prefix order, shared prefix reused, two logits read).
 
-Run: python benchmarks/generation_throughput.py [--items 3] [--draft 4]
+Run: python benchmarks/generation_throughput.py [--items 3] [--draft 4] [--family cgr]
      (wrap it in `flock /tmp/cgr-model.lock` on a shared machine)
 """
 
@@ -86,14 +88,15 @@ def run_lever(lever: Lever, backend: LlamaCppBackend, prompts: Sequence[str],
     return lever
 
 
-def lean_writer(backend: LlamaCppBackend, max_tokens: int, draft: int
+def lean_writer(backend: LlamaCppBackend, max_tokens: int, draft: int, stop_repeats: int = 0
                 ) -> Callable[[str], Written]:
     llm = backend._model()
 
     def write(prompt: str) -> Written:
         chat = backend._chat(llm, prompt)
         decoded = greedy_generate(llm, chat.tokens, max_tokens, chat.stop,
-                                  reusable=backend._reusable, draft=draft)
+                                  reusable=backend._reusable, draft=draft,
+                                  stop_repeats=stop_repeats)
         backend._reusable = len(chat.tokens)
         return (decoded.text, decoded.tokens_in, decoded.tokens_out, decoded.prefill_s,
                 decoded.drafted, decoded.accepted)
@@ -147,7 +150,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3, help="ARC-Easy items (programs)")
     parser.add_argument("--generator", default="qwen2.5-coder-1.5b")
     parser.add_argument("--solver", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--draft", type=int, default=4, help="prompt-lookup draft length")
+    parser.add_argument("--draft", type=int, default=AssistedSettings.generator_draft_tokens,
+                        help="prompt-lookup draft length (default: the generator's default)")
+    parser.add_argument("--family", default=DEFAULT_GENERATOR_PROMPT,
+                        help="generator prompt family (docs/prompts.md)")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 8))
     args = parser.parse_args()
 
@@ -155,12 +161,13 @@ def main() -> None:
     items = bundle_items("arc_easy", args.items)
     settings = AssistedSettings()
     max_tokens = settings.generator_max_tokens
-    prompts = [render(generator_template(DEFAULT_GENERATOR_PROMPT), item=item,
+    prompts = [render(generator_template(args.family), item=item,
                       budget=settings.budget) for item in items]
     generator = LlamaCppBackend(registry[args.generator], n_threads=args.threads)
     llm = generator._model()
     load = os.getloadavg()
-    print(f"{args.items} ARC-Easy programs by {args.generator}, max_tokens {max_tokens}, "
+    print(f"{args.items} ARC-Easy programs by {args.generator} ({args.family} prompts), "
+          f"max_tokens {max_tokens}, "
           f"{args.threads} threads; load average before: {load[0]:.2f}, {load[1]:.2f}")
 
     today = [item_first(p, i) for p, i in zip(prompts, items, strict=True)]
@@ -171,13 +178,17 @@ def main() -> None:
         run_lever(Lever("+lean"), generator, prompts, lean_writer(generator, max_tokens, 0)),
         run_lever(Lever(f"+draft{args.draft}"), generator, prompts,
                   lean_writer(generator, max_tokens, args.draft)),
+        run_lever(Lever("+loopstop"), generator, prompts,  # the default: drafts, loops cut
+                  lean_writer(generator, max_tokens, args.draft,
+                              settings.generator_stop_repeats)),
     ]
     report_generation(levers, args.items)
-    layout, lean, drafted = levers[1], levers[2], levers[3]
+    layout, lean, drafted, stopped = levers[1], levers[2], levers[3], levers[4]
     same = sum(a == b for a, b in zip(layout.texts, lean.texts, strict=True))
     same_draft = sum(a == b for a, b in zip(lean.texts, drafted.texts, strict=True))
+    cut = sum(a != b for a, b in zip(drafted.texts, stopped.texts, strict=True))
     print(f"identical programs: +lean vs +layout {same}/{args.items}; "
-          f"+draft vs +lean {same_draft}/{args.items}")
+          f"+draft vs +lean {same_draft}/{args.items}; loops cut by +loopstop: {cut}")
     best = min(levers[1:], key=lambda lever: lever.wall)
     print(f"best: {best.name}, {levers[0].wall / best.wall:.2f}× today's programs per minute "
           f"(target ≥ 3×: {'holds' if levers[0].wall / best.wall >= 3 else 'not met'})")

@@ -3,12 +3,19 @@ token, and yes/no scores equal to a fresh context's, whatever order the prompts 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.base import GenerationRequest
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
-from cgr_plugin.models.llama_decode import lookup_draft
+from cgr_plugin.models.llama_decode import (
+    feed,
+    last_logits,
+    lookup_draft,
+    repeated_block,
+    repeated_comments,
+)
 from cgr_plugin.models.registry import load_registry, model_file
 from cgr_plugin.prompts import render
 
@@ -87,3 +94,74 @@ def test_prompt_lookup_drafts_what_followed_the_last_ngram():
     assert lookup_draft(history, 3) == [8, 9, 1]
     assert lookup_draft(history, 0) == []
     assert lookup_draft([1, 2, 3, 4], 3) == []
+
+
+def test_a_loop_is_a_block_of_sixteen_or_more_tokens_repeated_at_the_end():
+    line = list(range(100, 118))  # 18 tokens
+    assert repeated_block([1, 2, 3, *line * 4], 4) == 18
+    assert repeated_block([1, 2, 3, *line * 3], 4) == 0  # three times is not yet a loop
+    assert repeated_block([*line * 4, 7], 4) == 0  # the end is not the loop
+    short = [5, 6, 7, 8, 9, 10, 11, 12]  # an 8-token line counts in pairs
+    assert repeated_block(short * 8, 4) == 16
+    assert repeated_block(short * 4, 4) == 0
+    assert repeated_block(line * 4, 0) == 0
+
+
+def test_comment_lines_that_repeat_but_for_their_numbers_are_a_loop():
+    step = ("    # The probability is the sum of the other options.\n"
+            "    # Therefore, the probability is {a} + 0.1 = {b}.\n")
+    counting = "def solve(item, solver):\n" + "".join(
+        step.format(a=round(0.5 + k / 10, 1), b=round(0.6 + k / 10, 1)) for k in range(4))
+    assert repeated_comments(counting, 4) == 2
+    assert repeated_comments(counting, 5) == 0  # four times so far
+    assert repeated_comments(counting + "    return 'A'\n", 4) == 0  # code ends the loop
+    assert repeated_comments(counting + "    # The proba", 4) == 2  # a line not yet complete
+    short = "".join(f"    # step {k}\n" for k in range(6))
+    assert repeated_comments(short, 4) == 0  # short notes, numbered: not a loop
+    unrolled = "".join(f"    total += item.payload['series']['ts'][{k}] * 2\n" for k in range(6))
+    assert repeated_comments(unrolled, 4) == 0  # code is never cut for its numbers
+
+
+@pytest.mark.slow
+@needs_llama
+def test_drafted_texts_equal_plain_greedy_or_part_at_a_near_tie(smollm2):
+    """Drafts are checked in batches, whose logits may differ from one-token steps in the last
+    bits: a drafted text may leave the plain one only where the plain step's two best tokens
+    were all but tied."""
+    requests = _requests()
+    plain = LlamaCppBackend(smollm2, n_threads=2).generate(requests)
+    drafted = LlamaCppBackend(smollm2, n_threads=2).generate(
+        [GenerationRequest(r.prompt, r.max_tokens, r.stop, draft=4) for r in requests])
+    probe = LlamaCppBackend(smollm2, n_threads=2)
+    llm = probe._model()
+    same = 0
+    for request, a, b in zip(requests, plain, drafted, strict=True):
+        if a.text == b.text:
+            same += 1
+            continue
+        prompt = probe._chat(llm, request.prompt).tokens
+        ta = llm.tokenize(a.text.encode(), add_bos=False, special=True)
+        tb = llm.tokenize(b.text.encode(), add_bos=False, special=True)
+        k = next((i for i, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y), None)
+        assert k is not None, "one reply is the other cut short: not a near-tie"
+        llm.reset()
+        feed(llm, [*prompt, *ta[:k]], 0)
+        logits = last_logits(llm).astype(np.float64)
+        gap = abs(logits[ta[k]] - logits[tb[k]])
+        assert gap < 0.05, (request.prompt[:60], k, gap)
+    assert same >= len(requests) // 2  # most replies do not meet a tie at all
+
+
+@pytest.mark.slow
+@needs_llama
+def test_a_reply_that_loops_is_cut_where_the_loop_is_plain(smollm2):
+    prompt = "Write a poem where every line is 'I like the car and the tower and the ten minutes.'"
+    backend = LlamaCppBackend(smollm2, n_threads=2)
+    full, cut = backend.generate([GenerationRequest(prompt, 300),
+                                  GenerationRequest(prompt, 300, stop_repeats=4)])
+    assert full.looped is None and full.tokens_out == 300  # greedy goes on to the cap
+    assert cut.looped and "4 times in a row" in cut.looped
+    assert cut.tokens_out < 200
+    assert full.text.startswith(cut.text)
+    last_line = cut.text.rstrip("\n").rsplit("\n", 1)[-1]
+    assert full.text[len(cut.text):].startswith(last_line)  # what was cut was more of the loop

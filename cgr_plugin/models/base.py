@@ -31,6 +31,12 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     temperature: float = 0.0  # 0: greedy; above 0: sampled (the budget-matched control)
     seed: int | None = None
+    # greedy decoding may check up to this many prompt-lookup draft tokens in one batch
+    # (faster; near-ties can go the other way, docs/performance.md); None: the backend's own
+    draft: int | None = None
+    # stop a greedy reply whose last block of >= 16 tokens has come this many times in a row
+    # (a loop it would repeat to max_tokens); 0: never
+    stop_repeats: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class Generation:
     tokens_in: int | None = None
     tokens_out: int | None = None
     too_long: bool = False  # the prompt did not fit the model's context: not sent (error says)
+    looped: str | None = None  # why a reply was stopped as a loop (GenerationRequest.stop_repeats)
 
 
 def prompt_too_long(model: str, prompt_tokens: int, max_tokens: int, context: int

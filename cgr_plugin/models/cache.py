@@ -77,6 +77,17 @@ class ResponseCache:
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
 
+def _request_key(request: GenerationRequest) -> dict[str, Any]:
+    """The request's fields; the decoding options only when set, so keys written before they
+    existed still match requests that leave them unset."""
+    fields = asdict(request)
+    if fields["draft"] is None:
+        del fields["draft"]
+    if not fields["stop_repeats"]:
+        del fields["stop_repeats"]
+    return fields
+
+
 class CachedBackend:
     """Answers from the cache where it can and sends only the misses, as one batch, inward."""
 
@@ -116,7 +127,7 @@ class CachedBackend:
     def generate(self, requests: Sequence[GenerationRequest], *,
                  progress: Progress = False) -> list[Generation]:
         return self._through(
-            "generate", requests, [asdict(r) for r in requests],
+            "generate", requests, [_request_key(r) for r in requests],
             lambda todo: self.backend.generate(todo, progress=progress),
             keep=lambda g: g.error is None, encode=asdict, decode=lambda v: Generation(**v),
             tick=progress if callable(progress) else None)

@@ -66,7 +66,7 @@ class LlamaCppBackend:
     seed: int = 0
     n_gpu_layers: int | None = None
     main_gpu: int = 0
-    draft_tokens: int = 0  # prompt-lookup draft length for greedy decoding; 0: none
+    draft_tokens: int = 0  # prompt-lookup drafts for greedy requests that set none; 0: none
     _llm: Any = field(default=None, init=False, repr=False)
     _formatter: Any = field(default=None, init=False, repr=False)
     _reusable: int = field(default=0, init=False, repr=False)  # context positions fed as prompt
@@ -128,11 +128,13 @@ class LlamaCppBackend:
         if req.temperature == 0 and llm.chat_format == "chat_template.default":
             chat = self._chat(llm, req.prompt)
             reusable, self._reusable = self._reusable, 0  # until this prompt succeeds
+            draft = self.draft_tokens if req.draft is None else req.draft
             decoded = greedy_generate(llm, chat.tokens, req.max_tokens, [*req.stop, *chat.stop],
-                                      reusable=reusable, draft=self.draft_tokens)
+                                      reusable=reusable, draft=draft,
+                                      stop_repeats=req.stop_repeats)
             self._reusable = len(chat.tokens)
             return Generation(decoded.text, tokens_in=decoded.tokens_in,
-                              tokens_out=decoded.tokens_out)
+                              tokens_out=decoded.tokens_out, looped=decoded.looped)
         self._reusable = 0  # what create_chat_completion leaves is not ours to reuse
         reply = llm.create_chat_completion(
             messages=[{"role": "user", "content": req.prompt}],

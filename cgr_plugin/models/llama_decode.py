@@ -10,11 +10,17 @@ Every prompt starts from the KV state the previous one left: the longest common 
 is kept and only the rest is evaluated, so prompts that share their fixed text (templates put
 the item last) pay for it once. Optional prompt-lookup drafting (``draft=N``) proposes up to N
 tokens that continue an n-gram already seen in the prompt or the output, checks them in one
-batch and keeps those the model would have chosen itself.
+batch and keeps those the model would have chosen itself. ``stop_repeats=N`` ends a reply whose
+last lines repeat one block of at least 16 tokens N times in a row, or whose last comment lines
+do so with only their numbers changing (``# ... is 0.7 + 0.1 = 0.8.``, then ``0.8 + 0.1``):
+greedy decoding that has entered such a loop goes on with it to ``max_tokens`` (measured: 9 of
+200 programs in docs/findings.md's grid and 3 of README's 20, each a comment line or two
+repeated to the 768-token cap).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +28,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Decoded", "feed", "greedy_generate", "last_logits", "lookup_draft"]
+__all__ = ["Decoded", "feed", "greedy_generate", "last_logits", "lookup_draft", "repeated_block",
+           "repeated_comments"]
 
 _NGRAM = 3  # the suffix length a draft must match earlier in the text
 _ALIGN = 16  # a reused prefix ends on this boundary (see feed)
+_MIN_BLOCK = 16  # the shortest block of tokens whose repeats count as a loop
+_MIN_COMMENT = 40  # the fewest characters of a block of comment lines whose repeats count
+_MAX_LINES = 8  # the most lines one repeated block of comments may have
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Decoded:
     prefill_s: float = 0.0  # evaluating the prompt (what the shared prefix did not cover)
     drafted: int = 0  # draft tokens proposed
     accepted: int = 0  # draft tokens the model agreed with
+    looped: str | None = None  # why the reply was stopped as a loop (stop_repeats)
 
 
 def feed(llm: Any, tokens: Sequence[int], reusable: int) -> None:
@@ -82,6 +94,48 @@ def lookup_draft(history: Sequence[int], limit: int, ngram: int = _NGRAM) -> lis
     return []
 
 
+def repeated_block(tokens: Sequence[int], repeats: int, shortest: int = _MIN_BLOCK) -> int:
+    """The length of the shortest block of at least ``shortest`` tokens that the end of
+    ``tokens`` repeats ``repeats`` times in a row; 0 when there is none."""
+    if repeats < 2 or len(tokens) < shortest * repeats:
+        return 0
+    ids = np.asarray(tokens)
+    for size in range(shortest, len(ids) // repeats + 1):
+        tail = ids[-size * repeats:]
+        if np.array_equal(tail[size:], tail[:-size]):
+            return size
+    return 0
+
+
+def repeated_comments(text: str, repeats: int) -> int:
+    """How many comment lines make the block that the last complete lines of ``text`` repeat
+    ``repeats`` times in a row, numbers aside (at least 40 characters a block); 0: none."""
+    if repeats < 2:
+        return 0
+    lines = text.split("\n")[:-1][-_MAX_LINES * repeats:]
+    for size in range(1, _MAX_LINES + 1):
+        tail = lines[-size * repeats:]
+        if len(tail) < size * repeats or not all(line.lstrip().startswith("#") for line in tail):
+            return 0
+        bare = [_NUMBER.sub("0", line.strip()) for line in tail]
+        if bare[size:] == bare[:-size] and sum(map(len, bare[:size])) >= _MIN_COMMENT:
+            return size
+    return 0
+
+
+def _loop(completion: Sequence[int], text: bytes, repeats: int) -> str | None:
+    """Why the reply so far is a loop to stop, or None."""
+    block = repeated_block(completion, repeats)
+    if block:
+        return (f"stopped after {len(completion)} tokens: the last {block} tokens came "
+                f"{repeats} times in a row (a greedy loop)")
+    lines = repeated_comments(text.decode("utf-8", errors="ignore"), repeats)
+    if lines:
+        return (f"stopped after {len(completion)} tokens: the last {lines} comment line(s) came "
+                f"{repeats} times in a row, numbers aside (a greedy loop)")
+    return None
+
+
 def _verify(llm: Any, pending: int, draft: list[int]) -> list[int]:
     """Evaluate ``pending`` and the draft in one batch; return the draft tokens the model
     agrees with, then the model's own next token. The KV cache keeps only agreed positions."""
@@ -112,8 +166,10 @@ def _incomplete_utf8(text: bytes) -> int:
 
 
 def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
-                    stops: Sequence[str], *, reusable: int, draft: int = 0) -> Decoded:
-    """What ``create_completion(prompt, temperature=0, stop=stops)`` returns, token for token."""
+                    stops: Sequence[str], *, reusable: int, draft: int = 0,
+                    stop_repeats: int = 0) -> Decoded:
+    """What ``create_completion(prompt, temperature=0, stop=stops)`` returns, token for token
+    (with ``draft=0``; and with ``stop_repeats`` until a loop is cut)."""
     import llama_cpp
 
     n_ctx = llm.n_ctx()
@@ -129,7 +185,7 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
     prefill_s = time.perf_counter() - started
     queue = [int(np.argmax(last_logits(llm)))]
     completion: list[int] = []
-    text, wait, drafted, accepted = b"", 0, 0, 0
+    text, wait, drafted, accepted, looped = b"", 0, 0, 0, None
     while True:
         token = queue.pop(0)
         if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -149,6 +205,10 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
                 break
             if len(completion) >= max_tokens:
                 break
+            if stop_repeats and text.endswith(b"\n"):
+                looped = _loop(completion, text, stop_repeats)
+                if looped:
+                    break
         if not queue:
             room = min(draft, n_ctx - llm.n_tokens - 2)
             proposal = lookup_draft([*prompt, *completion], room) if room > 0 else []
@@ -159,4 +219,4 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
                 llm.eval([token])
                 queue = [int(np.argmax(last_logits(llm)))]
     return Decoded(text.decode("utf-8", errors="ignore"), len(prompt), len(completion),
-                   prefill_s, drafted, accepted)
+                   prefill_s, drafted, accepted, looped)

@@ -61,6 +61,8 @@ class AssistedSettings:
     extractor: str = "cgr"  # plugin name of the answer extractor solver.choose() uses
     sandbox: str = "bwrap"  # plugin name of the sandbox backend
     provenance_seeds: int = 3  # canned-solver seeds of the provenance re-runs; 0: none
+    generator_draft_tokens: int | None = 4  # prompt-lookup drafts per step; None: backend's
+    generator_stop_repeats: int = 4  # cut a program that repeats a block this often; 0: never
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
@@ -262,7 +264,10 @@ def _write_programs(items: Sequence[MCQAItem], prompts: Sequence[str], *,
             if generator is None:
                 raise ValueError("run_assisted needs a generator or replayed programs")
             generations = generator.generate(
-                [GenerationRequest(p, settings.generator_max_tokens) for p in prompts],
+                [GenerationRequest(p, settings.generator_max_tokens,
+                                   draft=settings.generator_draft_tokens,
+                                   stop_repeats=settings.generator_stop_repeats)
+                 for p in prompts],
                 progress=tick)
     return generations, (time.perf_counter() - started) / max(len(items), 1)
 
@@ -332,6 +337,8 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
         generator_result.seconds = generator_result.model_seconds = per_item
         generator_result.tokens_in = generations[i].tokens_in or 0
         generator_result.tokens_out = generations[i].tokens_out or 0
+        if generations[i].looped:  # the program was cut where it began to repeat itself
+            assisted.audits["generation_looped"] = generations[i].looped
         assisted.seconds += per_item
         assisted.model_seconds += per_item
         _apply_fallback(assisted, settings, direct[i] if direct else None, generator_result)

@@ -354,5 +354,7 @@ class CGRLM(LM):
                 "cgr_assisted": {"budget": settings.budget, "fallback": settings.fallback,
                                  "program_timeout": settings.limits.wall_seconds,
                                  "generator_max_tokens": settings.generator_max_tokens,
+                                 "generator_draft_tokens": settings.generator_draft_tokens,
+                                 "generator_stop_repeats": settings.generator_stop_repeats,
                                  "provenance_seeds": settings.provenance_seeds}}
 

@@ -109,6 +109,16 @@ class RunSettings:
                                      metavar="M", minimum=1)
     generator_max_tokens: int = _option(768, int, "the generator's output budget per program, "
                                         "tokens", minimum=1)
+    generator_draft_tokens: int = _option(
+        4, int, "prompt-lookup drafting while the embedded (llama.cpp) generator writes "
+        "programs: up to N tokens that continue a 3-gram already in the prompt or program are "
+        "checked in one batch (about 2x faster on CPU); a batch's logits can differ from "
+        "one-token steps in the last bits, so a near-tie may go the other way "
+        "(docs/performance.md); `0`: plain greedy decoding", metavar="N", minimum=0)
+    generator_stop_repeats: int = _option(
+        4, int, "stop writing a program whose last lines repeat one block of 16 or more tokens "
+        "N times in a row (a greedy loop that would run to the token budget); the assisted "
+        "audit `generation_looped` says so; `0`: never", metavar="N", minimum=0)
     programs: str | None = _option(
         None, str, "replay the programs of a `cgr export` package instead of generating (no "
         "generator model is loaded)", metavar="PKG")
@@ -239,6 +249,8 @@ class RunSettings:
         return AssistedSettings(
             budget=self.budget, fallback=self.fallback,
             generator_max_tokens=self.generator_max_tokens, seed=self.seed or 0,
+            generator_draft_tokens=self.generator_draft_tokens,
+            generator_stop_repeats=self.generator_stop_repeats,
             concurrency=self.concurrency, solver_batch=self.solver_batch,
             batch_wait_ms=self.batch_wait_ms, extractor=self.extractor, sandbox=self.sandbox,
             provenance_seeds=self.provenance_seeds,
