@@ -44,6 +44,7 @@ def make_backend(name: str, args: Mapping[str, Any], *,
     chat = args.pop("chat_template", None)
     if spec is not None:  # format: hf -> lm-eval's own hf or vllm model
         return _hub_backend(spec, args, chat, defaults), spec
+    import lm_eval.models  # noqa: F401  (lm-eval registers its own backends when imported)
     from lm_eval.api.registry import model_registry
 
     if name not in model_registry:
