@@ -5,10 +5,9 @@ Levers, cumulative: (1) today: the item after the first paragraph of the generat
 ``create_chat_completion``; (2) + layout: the item last, so consecutive prompts share their
 fixed text and llama-cpp-python reuses its KV state; (3) + lean: greedy decoding without the
 per-token sampling path (``llama_decode.greedy_generate``); (4) + draft: prompt-lookup drafting
-on top; (5) + loop stop: a program that repeats a block 4 times is cut there ((4) and (5) are
-the generator's defaults). (2) and (3) must give the same programs token for token; (4) and (5)
-are counted. Judge: today's
-``judge`` (fresh context, log-softmax over the vocabulary) against the backend's (prompts in
+on top (opt-in: ``generator_draft_tokens=4``); (5) + loop stop: a program that repeats a block 4
+times is cut there (on by default). (2) and (3) must give the same programs token for token;
+(4) and (5) are counted. Judge: today's ``judge`` (fresh context, log-softmax over the vocabulary) against the backend's (prompts in
 prefix order, shared prefix reused, two logits read).
 
 Run: python benchmarks/generation_throughput.py [--items 3] [--draft 4] [--family cgr]
@@ -150,8 +149,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3, help="ARC-Easy items (programs)")
     parser.add_argument("--generator", default="qwen2.5-coder-1.5b")
     parser.add_argument("--solver", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--draft", type=int, default=AssistedSettings.generator_draft_tokens,
-                        help="prompt-lookup draft length (default: the generator's default)")
+    parser.add_argument("--draft", type=int, default=4, help="prompt-lookup draft length")
     parser.add_argument("--family", default=DEFAULT_GENERATOR_PROMPT,
                         help="generator prompt family (docs/prompts.md)")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 8))
@@ -178,7 +176,7 @@ def main() -> None:
         run_lever(Lever("+lean"), generator, prompts, lean_writer(generator, max_tokens, 0)),
         run_lever(Lever(f"+draft{args.draft}"), generator, prompts,
                   lean_writer(generator, max_tokens, args.draft)),
-        run_lever(Lever("+loopstop"), generator, prompts,  # the default: drafts, loops cut
+        run_lever(Lever("+loopstop"), generator, prompts,  # drafts and loops cut
                   lean_writer(generator, max_tokens, args.draft,
                               settings.generator_stop_repeats)),
     ]

@@ -254,7 +254,7 @@ def test_model_info_covers_the_settings_the_journal_identity_depends_on(scripted
         "cgr_direct": {"style": "letter", "max_tokens": 8}, "cgr_programs": None,
         "cgr_extractor": "cgr", "cgr_sandbox": "bwrap",
         "cgr_assisted": {"budget": 3, "fallback": "none", "program_timeout": 20.0,
-                         "generator_max_tokens": 768, "generator_draft_tokens": 4,
+                         "generator_max_tokens": 768, "generator_draft_tokens": 0,
                          "generator_stop_repeats": 4, "provenance_seeds": 3}}
 
 

@@ -61,7 +61,7 @@ class AssistedSettings:
     extractor: str = "cgr"  # plugin name of the answer extractor solver.choose() uses
     sandbox: str = "bwrap"  # plugin name of the sandbox backend
     provenance_seeds: int = 3  # canned-solver seeds of the provenance re-runs; 0: none
-    generator_draft_tokens: int | None = 4  # prompt-lookup drafts per step; None: backend's
+    generator_draft_tokens: int | None = 0  # prompt-lookup drafts per step; None: backend's
     generator_stop_repeats: int = 4  # cut a program that repeats a block this often; 0: never
 
     def __post_init__(self) -> None:
