@@ -7,8 +7,9 @@ fixed text and llama-cpp-python reuses its KV state; (3) + lean: greedy decoding
 per-token sampling path (``llama_decode.greedy_generate``); (4) + draft: prompt-lookup drafting
 on top (opt-in: ``generator_draft_tokens=4``); (5) + loop stop: a program that repeats a block 4
 times is cut there (on by default). (2) and (3) must give the same programs token for token;
-(4) and (5) are counted. Judge: today's ``judge`` (fresh context, log-softmax over the vocabulary) against the backend's (prompts in
-prefix order, shared prefix reused, two logits read).
+(4) and (5) are counted. Judge: today's ``judge`` (fresh context, log-softmax over the
+vocabulary) against the backend's (prompts in prefix order, shared prefix reused, two logits
+read).
 
 Run: python benchmarks/generation_throughput.py [--items 3] [--draft 4] [--family cgr]
      (wrap it in `flock /tmp/cgr-model.lock` on a shared machine)
