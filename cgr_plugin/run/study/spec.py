@@ -10,7 +10,6 @@ from the study's output folder.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ import yaml
 
 from ... import plugins
 from ..._paths import TASKS_DIR
+from ...data.normalize import closest
 from ...errors import CGRError
 from ...models.registry import load_registry
 from ...programs.library import fixed_programs
@@ -130,8 +130,8 @@ class _Where:
 
 
 def _close(word: str, choices: Sequence[str]) -> str:
-    found = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {found[0]!r}?)" if found else ""
+    found = closest(word, choices)
+    return f" (did you mean {found!r}?)" if found else ""
 
 
 def _as_list(raw: Any, key: str, where: _Where) -> list[Any]:
