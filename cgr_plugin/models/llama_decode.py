@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Decoded", "feed", "greedy_generate", "last_logits", "lookup_draft", "repeated_block",
-           "repeated_comments"]
+__all__ = ["ALIGN", "Decoded", "Reply", "feed", "greedy_generate", "last_logits",
+           "lookup_draft", "repeated_block", "repeated_comments", "reply_budget"]
 
 _NGRAM = 3  # the suffix length a draft must match earlier in the text
-_ALIGN = 16  # a reused prefix ends on this boundary (see feed)
+ALIGN = 16  # a reused prefix ends on this boundary (see feed)
 _MIN_BLOCK = 16  # the shortest block of tokens whose repeats count as a loop
 _MIN_COMMENT = 40  # the fewest characters of a block of comment lines whose repeats count
 _MAX_LINES = 8  # the most lines one repeated block of comments may have
@@ -57,19 +57,19 @@ def feed(llm: Any, tokens: Sequence[int], reusable: int) -> None:
     llama.cpp's CPU kernels work on tiles of rows, so a position's logits can differ in the
     last bits with the shape of the batch that computed it (measured: Q4_K weights give equal
     logits only when the kept prefix is a multiple of 8 tokens and at least 8 are evaluated).
-    The kept prefix is therefore cut to a multiple of ``_ALIGN`` with at least ``_ALIGN``
+    The kept prefix is therefore cut to a multiple of ``ALIGN`` with at least ``ALIGN``
     tokens evaluated, which makes every prompt's scores those of a fresh context, whatever
     came before it.
     """
     import llama_cpp
 
-    keep = max(min(len(tokens) - _ALIGN, llm.n_tokens, reusable), 0)
+    keep = max(min(len(tokens) - ALIGN, llm.n_tokens, reusable), 0)
     if keep > 0 and not (llama_cpp.llama_model_is_recurrent(llm.model)
                          or llama_cpp.llama_model_is_hybrid(llm.model)):
         held = llm.input_ids[:keep]
         differ = np.flatnonzero(held != np.asarray(tokens[:keep], dtype=held.dtype))
         keep = int(differ[0]) if differ.size else keep
-        keep -= keep % _ALIGN
+        keep -= keep % ALIGN
     else:
         keep = 0
         llm.reset()
@@ -165,58 +165,86 @@ def _incomplete_utf8(text: bytes) -> int:
     return wait
 
 
+class Reply:
+    """One greedy reply as its tokens arrive, ended by ``create_completion``'s rules (an
+    end-of-generation token, a stop string once the text is whole UTF-8, ``max_tokens``) and,
+    with ``stop_repeats``, by a loop."""
+
+    def __init__(self, llm: Any, max_tokens: int, stops: Sequence[str], stop_repeats: int = 0
+                 ) -> None:
+        import llama_cpp
+
+        self._model, self._bos = llm._model, llm.token_bos()
+        self._vocab, self._is_eog = llm._model.vocab, llama_cpp.llama_vocab_is_eog
+        self._stops = [s.encode("utf-8") for s in stops]
+        self.max_tokens, self.stop_repeats = max_tokens, stop_repeats
+        self.completion: list[int] = []
+        self.text, self.looped = b"", None
+        self._wait = 0
+
+    def add(self, token: int) -> bool:
+        """Take the model's next token; True when the reply ends here."""
+        if self._is_eog(self._vocab, token):
+            return True
+        self.completion.append(token)
+        if self.completion[0] == self._bos:  # detokenize() then drops a leading space: do so
+            self.text = self._model.detokenize(self.completion)
+        else:
+            self.text += self._model.detokenize([token])
+        self._wait = _incomplete_utf8(self.text) or self._wait
+        if self._wait > 0:
+            self._wait -= 1
+            return False
+        hits = [s for s in self._stops if s in self.text]
+        if hits:
+            self.text = self.text[:self.text.index(hits[0])]
+            return True
+        if len(self.completion) >= self.max_tokens:
+            return True
+        if self.stop_repeats and self.text.endswith(b"\n"):
+            self.looped = _loop(self.completion, self.text, self.stop_repeats)
+        return self.looped is not None
+
+    def decoded(self, tokens_in: int, prefill_s: float = 0.0, drafted: int = 0,
+                accepted: int = 0) -> Decoded:
+        return Decoded(self.text.decode("utf-8", errors="ignore"), tokens_in,
+                       len(self.completion), prefill_s, drafted, accepted, self.looped)
+
+
+def reply_budget(llm: Any, prompt_tokens: int, max_tokens: int | None) -> int:
+    """``max_tokens`` as ``create_completion`` caps it by the context (None or <= 0: the rest
+    of the context); a prompt that does not fit is refused as llama.cpp refuses it."""
+    n_ctx = llm.n_ctx()
+    if prompt_tokens >= n_ctx:
+        raise ValueError(f"Requested tokens ({prompt_tokens}) exceed context window of {n_ctx}")
+    if max_tokens is None or max_tokens <= 0:
+        return n_ctx - prompt_tokens
+    return min(max_tokens, n_ctx - prompt_tokens)
+
+
 def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
                     stops: Sequence[str], *, reusable: int, draft: int = 0,
                     stop_repeats: int = 0) -> Decoded:
     """What ``create_completion(prompt, temperature=0, stop=stops)`` returns, token for token
     (with ``draft=0``; and with ``stop_repeats`` until a loop is cut)."""
-    import llama_cpp
-
+    reply = Reply(llm, reply_budget(llm, len(prompt), max_tokens), stops, stop_repeats)
     n_ctx = llm.n_ctx()
-    if len(prompt) >= n_ctx:
-        raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {n_ctx}")
-    if max_tokens is None or max_tokens <= 0:
-        max_tokens = n_ctx - len(prompt)
-    max_tokens = min(max_tokens, n_ctx - len(prompt))
-    stop_bytes = [s.encode("utf-8") for s in stops]
-    vocab, bos = llm._model.vocab, llm.token_bos()
     started = time.perf_counter()
     feed(llm, prompt, reusable)
     prefill_s = time.perf_counter() - started
     queue = [int(np.argmax(last_logits(llm)))]
-    completion: list[int] = []
-    text, wait, drafted, accepted, looped = b"", 0, 0, 0, None
+    drafted = accepted = 0
     while True:
         token = queue.pop(0)
-        if llama_cpp.llama_vocab_is_eog(vocab, token):
+        if reply.add(token):
             break
-        completion.append(token)
-        if completion[0] == bos:  # detokenize() then drops a leading space: do as it does
-            text = llm._model.detokenize(completion)
-        else:
-            text += llm._model.detokenize([token])
-        wait = _incomplete_utf8(text) or wait
-        if wait > 0:
-            wait -= 1
-        else:
-            hits = [s for s in stop_bytes if s in text]
-            if hits:
-                text = text[:text.index(hits[0])]
-                break
-            if len(completion) >= max_tokens:
-                break
-            if stop_repeats and text.endswith(b"\n"):
-                looped = _loop(completion, text, stop_repeats)
-                if looped:
-                    break
         if not queue:
             room = min(draft, n_ctx - llm.n_tokens - 2)
-            proposal = lookup_draft([*prompt, *completion], room) if room > 0 else []
+            proposal = lookup_draft([*prompt, *reply.completion], room) if room > 0 else []
             if proposal:
                 queue = _verify(llm, token, proposal)
                 drafted, accepted = drafted + len(proposal), accepted + len(queue) - 1
             else:
                 llm.eval([token])
                 queue = [int(np.argmax(last_logits(llm)))]
-    return Decoded(text.decode("utf-8", errors="ignore"), len(prompt), len(completion),
-                   prefill_s, drafted, accepted, looped)
+    return reply.decoded(len(prompt), prefill_s, drafted, accepted)
