@@ -122,20 +122,15 @@ def test_comment_lines_that_repeat_but_for_their_numbers_are_a_loop():
     assert repeated_comments(unrolled, 4) == 0  # code is never cut for its numbers
 
 
-@pytest.mark.slow
-@needs_llama
-def test_drafted_texts_equal_plain_greedy_or_part_at_a_near_tie(smollm2):
-    """Drafts are checked in batches, whose logits may differ from one-token steps in the last
-    bits: a drafted text may leave the plain one only where the plain step's two best tokens
-    were all but tied."""
-    requests = _requests()
-    plain = LlamaCppBackend(smollm2, n_threads=2).generate(requests)
-    drafted = LlamaCppBackend(smollm2, n_threads=2).generate(
-        [GenerationRequest(r.prompt, r.max_tokens, r.stop, draft=4) for r in requests])
-    probe = LlamaCppBackend(smollm2, n_threads=2)
+def _part_only_at_near_ties(spec, requests: list[GenerationRequest], plain: list, other: list,
+                            tie: float) -> int:
+    """How many of ``other``'s texts equal ``plain``'s; fails unless each of the rest leaves the
+    plain text where the plain step's two best candidates were within ``tie`` logits."""
+    probe = LlamaCppBackend(spec, n_threads=2)
     llm = probe._model()
     same = 0
-    for request, a, b in zip(requests, plain, drafted, strict=True):
+    for request, a, b in zip(requests, plain, other, strict=True):
+        assert a.error is None and b.error is None, (a.error, b.error)
         if a.text == b.text:
             same += 1
             continue
@@ -148,7 +143,21 @@ def test_drafted_texts_equal_plain_greedy_or_part_at_a_near_tie(smollm2):
         feed(llm, [*prompt, *ta[:k]], 0)
         logits = last_logits(llm).astype(np.float64)
         gap = abs(logits[ta[k]] - logits[tb[k]])
-        assert gap < 0.05, (request.prompt[:60], k, gap)
+        assert gap < tie, (request.prompt[:60], k, gap)
+    return same
+
+
+@pytest.mark.slow
+@needs_llama
+def test_drafted_texts_equal_plain_greedy_or_part_at_a_near_tie(smollm2):
+    """Drafts are checked in batches, whose logits may differ from one-token steps in the last
+    bits: a drafted text may leave the plain one only where the plain step's two best tokens
+    were all but tied."""
+    requests = _requests()
+    plain = LlamaCppBackend(smollm2, n_threads=2).generate(requests)
+    drafted = LlamaCppBackend(smollm2, n_threads=2).generate(
+        [GenerationRequest(r.prompt, r.max_tokens, r.stop, draft=4) for r in requests])
+    same = _part_only_at_near_ties(smollm2, requests, plain, drafted, tie=0.05)
     assert same >= len(requests) // 2  # most replies do not meet a tie at all
 
 
@@ -165,3 +174,42 @@ def test_a_reply_that_loops_is_cut_where_the_loop_is_plain(smollm2):
     assert full.text.startswith(cut.text)
     last_line = cut.text.rstrip("\n").rsplit("\n", 1)[-1]
     assert full.text[len(cut.text):].startswith(last_line)  # what was cut was more of the loop
+
+
+
+def _prompt_tokens_evaluated(backend: LlamaCppBackend) -> int:
+    import llama_cpp
+
+    return llama_cpp.llama_perf_context(backend._model().ctx).n_p_eval
+
+
+@pytest.mark.slow
+@needs_llama
+def test_a_later_process_starts_from_the_saved_prefix_and_answers_the_same(smollm2, tmp_path):
+    """The prefix two prompts shared is saved; a new backend (a later run) loads it instead of
+    evaluating it, and its reply is the one a cold context gives."""
+    prompts = [GenerationRequest(render("generator_cgr.j2", item=item, budget=8), 48)
+               for item in ITEMS]
+    first = LlamaCppBackend(smollm2, n_threads=2, prompt_cache=str(tmp_path))
+    first.generate(prompts[:2])
+    assert len(list(tmp_path.rglob("*.state"))) == 1
+    later = LlamaCppBackend(smollm2, n_threads=2, prompt_cache=str(tmp_path))
+    (warm,) = later.generate(prompts[2:])
+    (cold,) = LlamaCppBackend(smollm2, n_threads=2, prompt_cache="off").generate(prompts[2:])
+    assert warm.text == cold.text and warm.tokens_in == cold.tokens_in
+    assert _prompt_tokens_evaluated(later) < warm.tokens_in - 256  # the prefix came from disk
+
+
+@pytest.mark.slow
+@needs_llama
+def test_an_unreadable_saved_state_is_ignored(smollm2, tmp_path):
+    prompts = [GenerationRequest(render("generator_cgr.j2", item=item, budget=8), 16)
+               for item in ITEMS]
+    LlamaCppBackend(smollm2, n_threads=2, prompt_cache=str(tmp_path)).generate(prompts[:2])
+    (state,) = tmp_path.rglob("*.state")
+    state.write_bytes(b"not a llama.cpp state" * 100)
+    later = LlamaCppBackend(smollm2, n_threads=2, prompt_cache=str(tmp_path))
+    (reply,) = later.generate(prompts[2:])
+    (cold,) = LlamaCppBackend(smollm2, n_threads=2, prompt_cache="off").generate(prompts[2:])
+    assert reply.text == cold.text
+    assert _prompt_tokens_evaluated(later) == reply.tokens_in  # all of it evaluated afresh

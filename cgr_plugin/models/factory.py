@@ -15,8 +15,9 @@ from .registry import HUB_BACKENDS, ModelSpec, RegistryError, load_registry
 __all__ = ["make_backend"]
 
 _LLAMA_CPP_ARGS = frozenset({"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu",
-                             "draft_tokens"})
+                             "draft_tokens", "prompt_cache"})
 _LM_EVAL_DEFAULTS = ("device", "batch_size")  # the run's settings that lm-eval models take
+_PLUGIN_DEFAULTS = ("seed", "n_threads", "n_ctx", *_LM_EVAL_DEFAULTS)  # and plugin backends
 
 
 def make_backend(name: str, args: Mapping[str, Any], *,
@@ -40,7 +41,8 @@ def make_backend(name: str, args: Mapping[str, Any], *,
         return LlamaCppBackend(spec, **merged), spec
     factory = plugins.registry().entries["models"].get(name)
     if factory is not None and spec is None:  # a plugin's backend
-        return factory({**defaults, **args}), None
+        return factory({**{k: v for k, v in defaults.items() if k in _PLUGIN_DEFAULTS},
+                        **args}), None
     chat = args.pop("chat_template", None)
     if spec is not None:  # format: hf -> lm-eval's own hf or vllm model
         return _hub_backend(spec, args, chat, defaults), spec

@@ -10,13 +10,16 @@ order, so prompts that share a prefix follow each other and reuse its KV state.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._paths import cache_dir
 from .base import (
     BackendError,
     Generation,
@@ -26,10 +29,13 @@ from .base import (
     p_yes_from_logprobs,
     prompt_too_long,
 )
-from .llama_decode import feed, greedy_generate, last_logits
+from .llama_decode import ALIGN, feed, greedy_generate, last_logits
+from .prompt_cache import MIN_PREFIX, PromptCache, shared_prefix
 from .registry import ModelSpec, model_file
 
 __all__ = ["LlamaCppBackend"]
+
+log = logging.getLogger(__name__)
 
 YES, NO = ("Yes", "yes", " Yes", " yes", "YES"), ("No", "no", " No", " no", "NO")
 
@@ -67,9 +73,13 @@ class LlamaCppBackend:
     n_gpu_layers: int | None = None
     main_gpu: int = 0
     draft_tokens: int = 0  # prompt-lookup drafts for greedy requests that set none; 0: none
+    prompt_cache: str | None = "on"  # saved prefix states (prompt_cache.py): on, a folder, off
     _llm: Any = field(default=None, init=False, repr=False)
     _formatter: Any = field(default=None, init=False, repr=False)
     _reusable: int = field(default=0, init=False, repr=False)  # context positions fed as prompt
+    _shared: int = field(default=0, init=False, repr=False)  # of them, the next prompt's too
+    _states: Any = field(default=None, init=False, repr=False)  # PromptCache, once opened
+    _openings: set[str] = field(default_factory=set, init=False, repr=False)  # loaded or saved
 
     @property
     def name(self) -> str:
@@ -127,12 +137,11 @@ class LlamaCppBackend:
     def _generate_one(self, llm: Any, req: GenerationRequest) -> Generation:
         if req.temperature == 0 and llm.chat_format == "chat_template.default":
             chat = self._chat(llm, req.prompt)
-            reusable, self._reusable = self._reusable, 0  # until this prompt succeeds
             draft = self.draft_tokens if req.draft is None else req.draft
             decoded = greedy_generate(llm, chat.tokens, req.max_tokens, [*req.stop, *chat.stop],
-                                      reusable=reusable, draft=draft,
+                                      reusable=self._begin(llm, chat.tokens), draft=draft,
                                       stop_repeats=req.stop_repeats)
-            self._reusable = len(chat.tokens)
+            self._end(llm, chat.tokens)
             return Generation(decoded.text, tokens_in=decoded.tokens_in,
                               tokens_out=decoded.tokens_out, looped=decoded.looped)
         self._reusable = 0  # what create_chat_completion leaves is not ours to reuse
@@ -144,6 +153,44 @@ class LlamaCppBackend:
         return Generation(reply["choices"][0]["message"]["content"] or "",
                           tokens_in=usage.get("prompt_tokens"),
                           tokens_out=usage.get("completion_tokens"))
+
+    def _begin(self, llm: Any, tokens: Sequence[int]) -> int:
+        """The context positions this prompt may reuse (``feed``): those the last prompt left,
+        or, in an empty context, those of a saved state that opens the same way."""
+        reusable, self._reusable = self._reusable, 0  # until this prompt succeeds
+        states = self._saved_states(llm)
+        if reusable == 0 and states is not None:
+            reusable = states.load(llm, tokens)
+            if reusable:
+                self._openings.add(states.opening(tokens))
+        shared = shared_prefix(llm.input_ids[:reusable], tokens)
+        self._shared = shared - shared % ALIGN
+        return reusable
+
+    def _end(self, llm: Any, tokens: Sequence[int]) -> None:
+        """After a prompt succeeded: its positions are reusable, and the prefix it shared with
+        the one before is saved when no state of this opening was loaded or saved yet."""
+        self._reusable = len(tokens)
+        states = self._saved_states(llm)
+        if states is None or self._shared < MIN_PREFIX:
+            return
+        opening = states.opening(tokens)
+        if opening in self._openings:
+            return
+        self._openings.add(opening)
+        try:
+            states.save(llm, self._shared)
+        except OSError as err:  # a read-only or full disk costs the speed-up, not the run
+            log.warning("%s: prompt cache not written: %s", self.name, err)
+        self._reusable = llm.n_tokens
+
+    def _saved_states(self, llm: Any) -> PromptCache | None:
+        if self._states is None and self.prompt_cache not in (None, "", "off"):
+            root = (cache_dir() / "prompt-cache" if self.prompt_cache == "on"
+                    else Path(self.prompt_cache))
+            self._states = PromptCache.for_model(
+                root, llm, self.spec.source.get("sha256"), llm.context_params.n_threads)
+        return self._states
 
     def _chat(self, llm: Any, prompt: str) -> _ChatPrompt:
         """The user turn as the tokens and stop strings create_chat_completion would use."""
@@ -174,9 +221,8 @@ class LlamaCppBackend:
         for index in _prefix_order(prompts):
             try:
                 tokens = self._chat(llm, prompts[index]).tokens
-                reusable, self._reusable = self._reusable, 0  # until this feed succeeds
-                feed(llm, tokens, reusable)
-                self._reusable = len(tokens)
+                feed(llm, tokens, self._begin(llm, tokens))
+                self._end(llm, tokens)
                 logits = last_logits(llm)  # the softmax's normalizer cancels out of P(yes)
                 yes = float(np.logaddexp.reduce(logits[yes_ids].astype(np.float64)))
                 no = float(np.logaddexp.reduce(logits[no_ids].astype(np.float64)))
