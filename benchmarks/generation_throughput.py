@@ -4,10 +4,12 @@ second, today's path against each lever added in turn, side by side in one run.
 Levers, cumulative: (1) today: the item after the first paragraph of the generator prompt,
 ``create_chat_completion``; (2) + layout: the item last, so consecutive prompts share their
 fixed text and llama-cpp-python reuses its KV state; (3) + lean: greedy decoding without the
-per-token sampling path (``llama_decode.greedy_generate``); (4) + draft: prompt-lookup drafting
-on top (opt-in: ``generator_draft_tokens=4``); (5) + loop stop: a program that repeats a block 4
-times is cut there (on by default). (2) and (3) must give the same programs token for token;
-(4) and (5) are counted. Judge: today's ``judge`` (fresh context, log-softmax over the
+per-token sampling path (``llama_decode.greedy_generate``); (4) + loop stop: a program that
+repeats a block 4 times is cut there (on by default); (5) + draft: prompt-lookup drafting on top
+(opt-in: ``generator_draft_tokens=4``); (6) + prompt cache: (4) through the backend as a later
+run finds it, the shared prefix's KV state saved on disk by an earlier one (on by default).
+(2), (3) and (6) must give the programs of their predecessors token for token; (4) and (5) are
+counted. Judge: today's ``judge`` (fresh context, log-softmax over the
 vocabulary) against the backend's (prompts in prefix order, shared prefix reused, two logits
 read).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 from _harness import bundle_items
 
+from cgr_plugin.models.base import GenerationRequest
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
 from cgr_plugin.models.llama_decode import greedy_generate
 from cgr_plugin.models.registry import load_registry, model_file
@@ -71,10 +75,11 @@ def chat_completion(llm: Any, prompt: str, max_tokens: int) -> Written:
 
 
 def run_lever(lever: Lever, backend: LlamaCppBackend, prompts: Sequence[str],
-              write: Callable[[str], Written]) -> Lever:
-    llm = backend._model()
-    llm.reset()
-    backend._reusable = 0
+              write: Callable[[str], Written], fresh: bool = True) -> Lever:
+    """Time ``write`` over ``prompts``; ``fresh``: from an empty context."""
+    if fresh:
+        backend._model().reset()
+        backend._reusable = 0
     started = time.perf_counter()
     for prompt in prompts:
         text, tokens_in, tokens_out, prefill_s, drafted, accepted = write(prompt)
@@ -100,6 +105,32 @@ def lean_writer(backend: LlamaCppBackend, max_tokens: int, draft: int, stop_repe
         backend._reusable = len(chat.tokens)
         return (decoded.text, decoded.tokens_in, decoded.tokens_out, decoded.prefill_s,
                 decoded.drafted, decoded.accepted)
+    return write
+
+
+def later_run_writer(generator: LlamaCppBackend, folder: str, prompts: Sequence[str],
+                     max_tokens: int, stop_repeats: int) -> Callable[[str], Written]:
+    """The backend's own path with a prompt cache, as a run after an earlier one finds it: the
+    earlier run (untimed, two one-token replies) saves the shared prefix, then a backend with an
+    empty context (the same weights: no reload) writes the programs."""
+    import llama_cpp
+
+    llm = generator._model()
+    for run in range(2):
+        backend = LlamaCppBackend(generator.spec, n_threads=generator.n_threads,
+                                  prompt_cache=folder)
+        backend._llm = llm
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        if run == 0:
+            backend.generate([GenerationRequest(p, 1) for p in prompts[:2]])
+
+    def write(prompt: str) -> Written:
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        (reply,) = backend.generate([GenerationRequest(prompt, max_tokens,
+                                                       stop_repeats=stop_repeats)])
+        prefill_s = llama_cpp.llama_perf_context(llm.ctx).t_p_eval_ms / 1000
+        return reply.text or "", reply.tokens_in or 0, reply.tokens_out or 0, prefill_s, 0, 0
     return write
 
 
@@ -162,7 +193,8 @@ def main() -> None:
     max_tokens = settings.generator_max_tokens
     prompts = [render(generator_template(args.family), item=item,
                       budget=settings.budget) for item in items]
-    generator = LlamaCppBackend(registry[args.generator], n_threads=args.threads)
+    generator = LlamaCppBackend(registry[args.generator], n_threads=args.threads,
+                                prompt_cache="off")  # the levers before the last one
     llm = generator._model()
     load = os.getloadavg()
     print(f"{args.items} ARC-Easy programs by {args.generator} ({args.family} prompts), "
@@ -170,29 +202,36 @@ def main() -> None:
           f"{args.threads} threads; load average before: {load[0]:.2f}, {load[1]:.2f}")
 
     today = [item_first(p, i) for p, i in zip(prompts, items, strict=True)]
-    levers = [
-        run_lever(Lever("today"), generator, today, lambda p: chat_completion(llm, p, max_tokens)),
-        run_lever(Lever("+layout"), generator, prompts,
-                  lambda p: chat_completion(llm, p, max_tokens)),
-        run_lever(Lever("+lean"), generator, prompts, lean_writer(generator, max_tokens, 0)),
-        run_lever(Lever(f"+draft{args.draft}"), generator, prompts,
-                  lean_writer(generator, max_tokens, args.draft)),
-        run_lever(Lever("+loopstop"), generator, prompts,  # drafts and loops cut
-                  lean_writer(generator, max_tokens, args.draft,
-                              settings.generator_stop_repeats)),
-    ]
+    stop_repeats = settings.generator_stop_repeats
+    with tempfile.TemporaryDirectory(prefix="cgr-prompt-cache-") as folder:
+        levers = [
+            run_lever(Lever("today"), generator, today,
+                      lambda p: chat_completion(llm, p, max_tokens)),
+            run_lever(Lever("+layout"), generator, prompts,
+                      lambda p: chat_completion(llm, p, max_tokens)),
+            run_lever(Lever("+lean"), generator, prompts, lean_writer(generator, max_tokens, 0)),
+            run_lever(Lever("+loopstop"), generator, prompts,
+                      lean_writer(generator, max_tokens, 0, stop_repeats)),
+            run_lever(Lever(f"+draft{args.draft}"), generator, prompts,  # opt-in, on +loopstop
+                      lean_writer(generator, max_tokens, args.draft, stop_repeats)),
+        ]
+        cached = later_run_writer(generator, folder, prompts, max_tokens, stop_repeats)
+        levers.append(run_lever(Lever("+promptcache"), generator, prompts, cached,
+                                fresh=False))
     report_generation(levers, args.items)
-    layout, lean, drafted, stopped = levers[1], levers[2], levers[3], levers[4]
+    layout, lean, stopped, drafted, cached_run = levers[1:]
     same = sum(a == b for a, b in zip(layout.texts, lean.texts, strict=True))
-    same_draft = sum(a == b for a, b in zip(lean.texts, drafted.texts, strict=True))
-    cut = sum(a != b for a, b in zip(drafted.texts, stopped.texts, strict=True))
-    print(f"identical programs: +lean vs +layout {same}/{args.items}; "
-          f"+draft vs +lean {same_draft}/{args.items}; loops cut by +loopstop: {cut}")
+    cut = sum(a != b for a, b in zip(lean.texts, stopped.texts, strict=True))
+    same_draft = sum(a == b for a, b in zip(stopped.texts, drafted.texts, strict=True))
+    same_cache = sum(a == b for a, b in zip(stopped.texts, cached_run.texts, strict=True))
+    print(f"identical programs: +lean vs +layout {same}/{args.items}; loops cut by +loopstop: "
+          f"{cut}; +draft vs +loopstop {same_draft}/{args.items}; +promptcache vs +loopstop "
+          f"{same_cache}/{args.items}")
     best = min(levers[1:], key=lambda lever: lever.wall)
     print(f"best: {best.name}, {levers[0].wall / best.wall:.2f}× today's programs per minute "
           f"(target ≥ 3×: {'holds' if levers[0].wall / best.wall >= 3 else 'not met'})")
 
-    solver = LlamaCppBackend(registry[args.solver], n_threads=args.threads)
+    solver = LlamaCppBackend(registry[args.solver], n_threads=args.threads, prompt_cache="off")
     questions = [f"Question: {item.question}\nProposed answer: {choice}\nIs the proposed answer "
                  "correct?" for choice_index in range(4) for item in items
                  for choice in item.choices[choice_index:choice_index + 1]]
