@@ -213,3 +213,17 @@ def test_an_unreadable_saved_state_is_ignored(smollm2, tmp_path):
     (cold,) = LlamaCppBackend(smollm2, n_threads=2, prompt_cache="off").generate(prompts[2:])
     assert reply.text == cold.text
     assert _prompt_tokens_evaluated(later) == reply.tokens_in  # all of it evaluated afresh
+
+
+@pytest.mark.slow
+@needs_llama
+def test_a_prompt_cache_that_cannot_be_written_costs_only_the_speed_up(smollm2, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    prompts = [GenerationRequest(render("generator_cgr.j2", item=item, budget=8), 16)
+               for item in ITEMS[:2]]
+    replies = LlamaCppBackend(smollm2, n_threads=2,
+                              prompt_cache=str(blocked / "cache")).generate(prompts)
+    cold = LlamaCppBackend(smollm2, n_threads=2, prompt_cache="off").generate(prompts)
+    assert [r.text for r in replies] == [r.text for r in cold]
+    assert all(r.error is None for r in replies)

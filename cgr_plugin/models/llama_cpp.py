@@ -37,6 +37,7 @@ __all__ = ["LlamaCppBackend"]
 
 log = logging.getLogger(__name__)
 
+_SAVES = 2  # prompt-prefix states one backend writes (see _end)
 YES, NO = ("Yes", "yes", " Yes", " yes", "YES"), ("No", "no", " No", " no", "NO")
 
 
@@ -80,6 +81,7 @@ class LlamaCppBackend:
     _shared: int = field(default=0, init=False, repr=False)  # of them, the next prompt's too
     _states: Any = field(default=None, init=False, repr=False)  # PromptCache, once opened
     _openings: set[str] = field(default_factory=set, init=False, repr=False)  # loaded or saved
+    _saves: int = field(default=0, init=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -160,7 +162,12 @@ class LlamaCppBackend:
         reusable, self._reusable = self._reusable, 0  # until this prompt succeeds
         states = self._saved_states(llm)
         if reusable == 0 and states is not None:
-            reusable = states.load(llm, tokens)
+            try:
+                reusable = states.load(llm, tokens)
+            except Exception as err:  # a saved state is a speed-up: never the item's failure
+                log.warning("%s: prompt cache not read: %s", self.name, err)
+                llm.reset()
+                llm._ctx.kv_cache_clear()
             if reusable:
                 self._openings.add(states.opening(tokens))
         shared = shared_prefix(llm.input_ids[:reusable], tokens)
@@ -169,18 +176,24 @@ class LlamaCppBackend:
 
     def _end(self, llm: Any, tokens: Sequence[int]) -> None:
         """After a prompt succeeded: its positions are reusable, and the prefix it shared with
-        the one before is saved when no state of this opening was loaded or saved yet."""
+        the one before is saved when no state of this opening was loaded or saved yet.
+
+        A run saves at most ``_SAVES`` states: the first prefixes its prompts share are the
+        fixed texts worth keeping (the generator's); later ones tend to be one item's (the
+        per-option questions of a long item), which no other run starts with.
+        """
         self._reusable = len(tokens)
         states = self._saved_states(llm)
-        if states is None or self._shared < MIN_PREFIX:
+        if states is None or self._shared < MIN_PREFIX or self._saves >= _SAVES:
             return
         opening = states.opening(tokens)
         if opening in self._openings:
             return
+        self._saves += 1
         self._openings.add(opening)
         try:
             states.save(llm, self._shared)
-        except OSError as err:  # a read-only or full disk costs the speed-up, not the run
+        except Exception as err:  # e.g. a read-only or full disk: the speed-up, not the reply
             log.warning("%s: prompt cache not written: %s", self.name, err)
         self._reusable = llm.n_tokens
 
