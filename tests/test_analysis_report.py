@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cgr_plugin import hookimpl, plugins
+from cgr_plugin._paths import DATA_DIR
 from cgr_plugin.analysis.render import write_report
 from cgr_plugin.analysis.runs import load_runs
 from cgr_plugin.analysis.summary import build_summary
@@ -52,6 +53,7 @@ def test_summary_json_is_byte_for_byte_what_it_was_before_the_architecture_chang
     issue 16's: ``strategies`` and ``shapes`` (empty: no program here was re-run or has a
     shape), ``attribution``, the ``leading_prompt`` audit and the sensitivity rule's wording)."""
     summary = _report(run_folder, tmp_path / "rep", monkeypatch)
+    assert summary.pop("program_sets")  # issue 17's, below
     for group in summary["groups"]:
         assert (group.pop("family"), group.pop("controls")) == (None, {})
         assert group.pop("programs")["programs"] == 0  # the fixture's records have no shapes
@@ -64,6 +66,30 @@ def test_summary_json_is_byte_for_byte_what_it_was_before_the_architecture_chang
                                       "keeps the datasets it has on the full data")
     today = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     assert today.encode() == PINNED.read_bytes()
+
+
+def test_the_report_names_each_run_s_programs_by_the_digest_of_their_package(
+        run_folder, tmp_path, monkeypatch):
+    """A published report can be checked against the program package shipped with it: each
+    run's program set carries the digest that ``cgr export`` writes into the manifest."""
+    summary = _report(run_folder, tmp_path / "rep", monkeypatch)
+    (entry,) = summary["program_sets"]  # the one run folder given, one generator
+    package = tmp_path / "pkg"
+    with pytest.raises(SystemExit) as done:
+        cgr_main(["export", run_folder.name, "--out", str(package)])
+    assert done.value.code == 0
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert (entry["run"], entry["programs"]) == ("run", manifest["programs"])
+    assert entry["generator_outputs_sha256"] == manifest["generator_outputs_sha256"]
+    assert entry["generator_outputs_sha256"] in (tmp_path / "rep" / "report.md").read_text()
+    part = tmp_path / "pkg-part"  # another set of programs, another digest
+    with pytest.raises(SystemExit):
+        cgr_main(["export", str(run_folder / "sciq"), "--out", str(part)])
+    other = json.loads((part / "manifest.json").read_text())["generator_outputs_sha256"]
+    assert other != entry["generator_outputs_sha256"]
+    bundle = json.loads((DATA_DIR / "MANIFEST.json").read_text())
+    assert manifest["licenses"]["cgr_arc_easy"]["arc_easy"]["license"] == (
+        bundle["arc_easy"]["license"])  # the items' terms travel with the programs
 
 
 def test_accuracies_differences_and_rescued_harmed(run_folder, tmp_path, monkeypatch):

@@ -3,7 +3,8 @@
 Package layout (``cgr export RUN_DIR --out PKG``)::
 
     PKG/manifest.json   schema, cgr-plugin version, runs, generators, solvers, template and
-                        dataset hashes, item counts, the lm-eval model configuration of each run
+                        dataset hashes, item counts, the lm-eval model configuration of each
+                        run, the programs' digest and each dataset's license
     PKG/programs.jsonl  one line per item: task, item (gold included), generator, the generator's
                         raw output (what replay runs), the extracted program, the three channels
                         with statuses, solver-call trace and audits
@@ -21,9 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .._paths import TEMPLATES_DIR
+from .._paths import DATA_DIR, TEMPLATES_DIR
 from .._version import __version__
-from ..programs.packages import PACKAGE_SCHEMA, program_key
+from ..data.bundle import MANIFEST_FILE
+from ..programs.packages import PACKAGE_SCHEMA, output_sha256, outputs_digest, program_key
 from .runs import RunError, iter_records
 
 __all__ = ["export_package"]
@@ -32,7 +34,10 @@ README = """# CGR program package
 
 Written by `cgr export` (cgr-plugin {version}), schema `{schema}`.
 
-- `manifest.json`: where the programs come from (runs, models, template and dataset hashes).
+- `manifest.json`: where the programs come from (runs, models, template and dataset hashes),
+  `generator_outputs_sha256` (the digest `cgr report` gives each run's programs in
+  `summary.json`'s `program_sets`) and `licenses`: each task's dataset, its license and source
+  (the items and their gold letters are that dataset's: its license applies to them).
 - `programs.jsonl`: one JSON object per item with keys `task`, `key`, `item` (the normalized
   MCQA item, gold letter included), `generator`, `generator_output` (the generator's raw text,
   which replay runs again), `program` (the code that ran), `solver`, `channels` (`direct`,
@@ -48,6 +53,22 @@ Replay against another solver:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _licenses(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each task's dataset and its license, from the bundle's manifest; a dataset that is not
+    one of the packaged ones says so (its own task YAML or source has the terms)."""
+    path = DATA_DIR / MANIFEST_FILE
+    bundle = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    out = {}
+    for task in sorted({r["task"] for r in rows}):
+        names = sorted({str(r["item"].get("dataset", "")) for r in rows if r["task"] == task})
+        out[task] = {name: {k: bundle[name].get(k) for k in ("title", "license",
+                                                              "commercial_use", "source")}
+                     if name in bundle else {"license": "unknown: not a dataset packaged with "
+                                             "cgr-plugin; see its task YAML and source"}
+                     for name in names}
+    return out
 
 
 def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
@@ -90,6 +111,10 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
             json.dumps(r["item"], sort_keys=True) for r in rows if r["task"] == task)
             .encode()).hexdigest() for task in sorted(tasks)},
         "programs_sha256": hashlib.sha256(body.encode()).hexdigest(),
+        "generator_outputs_sha256": outputs_digest(
+            (r["task"], str(r["item"].get("id", "")), output_sha256(r["generator_output"]))
+            for r in rows),
+        "licenses": _licenses(rows),
         "model_config": configs}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (out / "README.md").write_text(README.format(version=__version__, schema=PACKAGE_SCHEMA))

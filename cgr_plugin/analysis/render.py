@@ -191,6 +191,13 @@ def _tables(summary: dict[str, Any]) -> list[Table]:
     tables.append(("Assisted statuses (items)", ["task", "solver", *status_names],
                    [[g["task"], g["solver"], *(str(g["statuses"][s]) for s in status_names)]
                     for g in groups]))
+    if summary.get("program_sets"):
+        tables.append((
+            "Program sets (each run's generated programs; a program package's manifest gives "
+            "the same sha256 as `generator_outputs_sha256`)",
+            ["run", "generator", "programs", "sha256"],
+            [[entry["run"], entry["generator"], str(entry["programs"]),
+              entry["generator_outputs_sha256"]] for entry in summary["program_sets"]]))
     return tables
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CGRError
+from ..programs.packages import output_sha256
 from ..record import HARD_CODED, SCORED_CHANNELS, CGRRecord, control_problem
 
 __all__ = ["ItemOutcome", "LoggedItem", "RunError", "item_outcome", "iter_logged", "iter_records",
@@ -47,6 +48,7 @@ class ItemOutcome:
     # the other controls (cot, fixed:NAME) by name: (letter, status, solver calls)
     controls: dict[str, tuple[str | None, str, int]] = field(default_factory=dict)
     provenance: str | None = None  # the program's provenance class (None: not re-run)
+    output_sha256: str | None = None  # of the generator's output (None: no program ran)
 
     @property
     def model(self) -> str:
@@ -94,7 +96,8 @@ def _outcome(run: str, task: str, record: CGRRecord,
         family=(record.generator_prompt or {}).get("name"),
         controls={name: (result.answer, result.status, result.solver_calls)
                   for name, result in record.controls.items()},
-        provenance=_provenance_class(assisted.provenance))
+        provenance=_provenance_class(assisted.provenance),
+        output_sha256=None if own.raw is None else output_sha256(own.raw))
 
 
 def _provenance_class(provenance: Any) -> str | None:

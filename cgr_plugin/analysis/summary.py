@@ -17,6 +17,7 @@ import yaml
 
 from .. import plugins
 from ..plugins import Partition
+from ..programs.packages import outputs_digest
 from ..record import ASSISTED_STATUSES, HARD_CODED, PROVENANCE_CLASSES, STRATEGY_TAGS
 from .runs import ItemOutcome
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, accuracy, macro_difference, paired_difference
@@ -274,6 +275,20 @@ def _headline(outcomes: Sequence[ItemOutcome], partitions: Sequence[Partition],
     return groups, aggregates
 
 
+def _program_sets(outcomes: Sequence[ItemOutcome]) -> list[dict[str, Any]]:
+    """Each run's generated programs: how many, and the digest a program package's manifest
+    gives as ``generator_outputs_sha256`` (the same for the run that wrote a package, its
+    export and every run that replayed it)."""
+    sets: dict[tuple[str, str], list[ItemOutcome]] = defaultdict(list)
+    for o in outcomes:
+        if o.output_sha256 is not None:
+            sets[(o.run, o.model)].append(o)
+    return [{"run": run, "generator": model, "programs": len(items),
+             "generator_outputs_sha256": outputs_digest(
+                 (o.task, o.item_id, o.output_sha256) for o in items)}
+            for (run, model), items in sorted(sets.items())]
+
+
 def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
                   partitions: Sequence[Partition] = (), gate: float = 0.30,
                   resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
@@ -301,4 +316,5 @@ def build_summary(outcomes: Sequence[ItemOutcome], *, runs: Sequence[str],
                                 "data", "aggregates": sensitivity},
         "diagnostics": {"zero_baseline": [f"{g['task']} / {g['solver']}" for g in groups
                                           if g["accuracy"]["direct"]["correct"] == 0]},
+        "program_sets": _program_sets(outcomes),
     }

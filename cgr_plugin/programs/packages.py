@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
 from ..errors import CGRError
 
-__all__ = ["PACKAGE_SCHEMA", "PackageError", "load_programs", "program_key", "write_programs"]
+__all__ = ["PACKAGE_SCHEMA", "PackageError", "load_programs", "output_sha256", "outputs_digest",
+           "program_key", "write_programs"]
 
 PACKAGE_SCHEMA = "cgr.programs/1"
 
 
 class PackageError(CGRError):
     """A folder that is not a readable program package; names the file and what is wrong."""
+
+
+def output_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def outputs_digest(entries: Iterable[tuple[str, str, str]]) -> str:
+    """One sha256 for a set of generated programs, from (task, item id, ``output_sha256`` of
+    the generator's output): a package's manifest and the report of the runs that wrote or
+    replayed it give the same value, whatever the order of items."""
+    lines = sorted(f"{task}\t{item}\t{digest}\n" for task, item, digest in entries)
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def program_key(item: Mapping[str, Any]) -> str:
