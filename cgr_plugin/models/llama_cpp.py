@@ -29,8 +29,8 @@ from .base import (
     p_yes_from_logprobs,
     prompt_too_long,
 )
-from .llama_decode import ALIGN, feed, greedy_generate, last_logits
-from .prompt_cache import MIN_PREFIX, PromptCache, shared_prefix
+from .llama_decode import feed, greedy_generate, last_logits
+from .prompt_cache import MIN_PREFIX, PromptCache
 from .registry import ModelSpec, model_file
 
 __all__ = ["LlamaCppBackend"]
@@ -78,7 +78,6 @@ class LlamaCppBackend:
     _llm: Any = field(default=None, init=False, repr=False)
     _formatter: Any = field(default=None, init=False, repr=False)
     _reusable: int = field(default=0, init=False, repr=False)  # context positions fed as prompt
-    _shared: int = field(default=0, init=False, repr=False)  # of them, the next prompt's too
     _states: Any = field(default=None, init=False, repr=False)  # PromptCache, once opened
     _openings: set[str] = field(default_factory=set, init=False, repr=False)  # loaded or saved
     _saves: int = field(default=0, init=False, repr=False)
@@ -143,7 +142,7 @@ class LlamaCppBackend:
             decoded = greedy_generate(llm, chat.tokens, req.max_tokens, [*req.stop, *chat.stop],
                                       reusable=self._begin(llm, chat.tokens), draft=draft,
                                       stop_repeats=req.stop_repeats)
-            self._end(llm, chat.tokens)
+            self._end(llm, chat.tokens, decoded.reused)
             return Generation(decoded.text, tokens_in=decoded.tokens_in,
                               tokens_out=decoded.tokens_out, looped=decoded.looped)
         self._reusable = 0  # what create_chat_completion leaves is not ours to reuse
@@ -170,13 +169,12 @@ class LlamaCppBackend:
                 llm._ctx.kv_cache_clear()
             if reusable:
                 self._openings.add(states.opening(tokens))
-        shared = shared_prefix(llm.input_ids[:reusable], tokens)
-        self._shared = shared - shared % ALIGN
         return reusable
 
-    def _end(self, llm: Any, tokens: Sequence[int]) -> None:
-        """After a prompt succeeded: its positions are reusable, and the prefix it shared with
-        the one before is saved when no state of this opening was loaded or saved yet.
+    def _end(self, llm: Any, tokens: Sequence[int], reused: int) -> None:
+        """After a prompt succeeded: its positions are reusable, and the ``reused`` prefix it
+        shared with the one before (``feed``'s) is saved when no state of this opening was
+        loaded or saved yet.
 
         A run saves at most ``_SAVES`` states: the first prefixes its prompts share are the
         fixed texts worth keeping (the generator's); later ones tend to be one item's (the
@@ -184,7 +182,7 @@ class LlamaCppBackend:
         """
         self._reusable = len(tokens)
         states = self._saved_states(llm)
-        if states is None or self._shared < MIN_PREFIX or self._saves >= _SAVES:
+        if states is None or reused < MIN_PREFIX or self._saves >= _SAVES:
             return
         opening = states.opening(tokens)
         if opening in self._openings:
@@ -192,7 +190,7 @@ class LlamaCppBackend:
         self._saves += 1
         self._openings.add(opening)
         try:
-            states.save(llm, self._shared)
+            states.save(llm, reused)
         except Exception as err:  # e.g. a read-only or full disk: the speed-up, not the reply
             log.warning("%s: prompt cache not written: %s", self.name, err)
         self._reusable = llm.n_tokens
@@ -234,11 +232,11 @@ class LlamaCppBackend:
         for index in _prefix_order(prompts):
             try:
                 tokens = self._chat(llm, prompts[index]).tokens
-                feed(llm, tokens, self._begin(llm, tokens))
-                self._end(llm, tokens)
+                reused = feed(llm, tokens, self._begin(llm, tokens))
                 logits = last_logits(llm)  # the softmax's normalizer cancels out of P(yes)
                 yes = float(np.logaddexp.reduce(logits[yes_ids].astype(np.float64)))
                 no = float(np.logaddexp.reduce(logits[no_ids].astype(np.float64)))
+                self._end(llm, tokens, reused)  # after the logits: saving trims the context
                 out[index] = Judgement(p_yes_from_logprobs(yes, no))
             except Exception as err:
                 out[index] = Judgement.failed(f"{type(err).__name__}: {err}")

@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ALIGN", "Decoded", "Reply", "feed", "greedy_generate", "last_logits",
-           "lookup_draft", "repeated_block", "repeated_comments", "reply_budget"]
+__all__ = ["Decoded", "Reply", "feed", "greedy_generate", "last_logits",
+           "lookup_draft", "repeated_block", "repeated_comments", "reply_budget",
+           "shared_prefix"]
 
 _NGRAM = 3  # the suffix length a draft must match earlier in the text
-ALIGN = 16  # a reused prefix ends on this boundary (see feed)
+_ALIGN = 16  # a reused prefix ends on this boundary (see feed)
 _MIN_BLOCK = 16  # the shortest block of tokens whose repeats count as a loop
 _MIN_COMMENT = 40  # the fewest characters of a block of comment lines whose repeats count
 _MAX_LINES = 8  # the most lines one repeated block of comments may have
@@ -48,33 +49,40 @@ class Decoded:
     drafted: int = 0  # draft tokens proposed
     accepted: int = 0  # draft tokens the model agreed with
     looped: str | None = None  # why the reply was stopped as a loop (stop_repeats)
+    reused: int = 0  # prompt positions kept from the context (feed)
 
 
-def feed(llm: Any, tokens: Sequence[int], reusable: int) -> None:
+def shared_prefix(held: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many first tokens the two share."""
+    size = min(len(held), len(tokens))
+    differ = np.flatnonzero(np.asarray(held[:size]) != np.asarray(tokens[:size]))
+    return int(differ[0]) if differ.size else size
+
+
+def feed(llm: Any, tokens: Sequence[int], reusable: int) -> int:
     """Bring the context to ``tokens``, keeping the longest prefix it already holds among its
-    first ``reusable`` positions (those a previous ``feed`` computed).
+    first ``reusable`` positions (those a previous ``feed`` computed); how many it kept.
 
     llama.cpp's CPU kernels work on tiles of rows, so a position's logits can differ in the
     last bits with the shape of the batch that computed it (measured: Q4_K weights give equal
     logits only when the kept prefix is a multiple of 8 tokens and at least 8 are evaluated).
-    The kept prefix is therefore cut to a multiple of ``ALIGN`` with at least ``ALIGN``
+    The kept prefix is therefore cut to a multiple of ``_ALIGN`` with at least ``_ALIGN``
     tokens evaluated, which makes every prompt's scores those of a fresh context, whatever
     came before it.
     """
     import llama_cpp
 
-    keep = max(min(len(tokens) - ALIGN, llm.n_tokens, reusable), 0)
+    keep = max(min(len(tokens) - _ALIGN, llm.n_tokens, reusable), 0)
     if keep > 0 and not (llama_cpp.llama_model_is_recurrent(llm.model)
                          or llama_cpp.llama_model_is_hybrid(llm.model)):
-        held = llm.input_ids[:keep]
-        differ = np.flatnonzero(held != np.asarray(tokens[:keep], dtype=held.dtype))
-        keep = int(differ[0]) if differ.size else keep
-        keep -= keep % ALIGN
+        keep = shared_prefix(llm.input_ids[:keep], tokens[:keep])
+        keep -= keep % _ALIGN
     else:
         keep = 0
         llm.reset()
     llm.n_tokens = keep  # eval() drops the KV cells from here on
     llm.eval(tokens[keep:])
+    return keep
 
 
 def last_logits(llm: Any, row: int = -1) -> np.ndarray:
@@ -206,9 +214,9 @@ class Reply:
         return self.looped is not None
 
     def decoded(self, tokens_in: int, prefill_s: float = 0.0, drafted: int = 0,
-                accepted: int = 0) -> Decoded:
+                accepted: int = 0, reused: int = 0) -> Decoded:
         return Decoded(self.text.decode("utf-8", errors="ignore"), tokens_in,
-                       len(self.completion), prefill_s, drafted, accepted, self.looped)
+                       len(self.completion), prefill_s, drafted, accepted, self.looped, reused)
 
 
 def reply_budget(llm: Any, prompt_tokens: int, max_tokens: int | None) -> int:
@@ -230,7 +238,7 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
     reply = Reply(llm, reply_budget(llm, len(prompt), max_tokens), stops, stop_repeats)
     n_ctx = llm.n_ctx()
     started = time.perf_counter()
-    feed(llm, prompt, reusable)
+    reused = feed(llm, prompt, reusable)
     prefill_s = time.perf_counter() - started
     queue = [int(np.argmax(last_logits(llm)))]
     drafted = accepted = 0
@@ -247,4 +255,4 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
             else:
                 llm.eval([token])
                 queue = [int(np.argmax(last_logits(llm)))]
-    return reply.decoded(len(prompt), prefill_s, drafted, accepted)
+    return reply.decoded(len(prompt), prefill_s, drafted, accepted, reused)

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_PREFIX", "PromptCache", "shared_prefix"]
+from .llama_decode import shared_prefix
+
+__all__ = ["MIN_PREFIX", "PromptCache"]
 
 MIN_PREFIX = 256  # shorter shared prefixes are cheaper to evaluate than to save and load
 _BUCKET = MIN_PREFIX  # a file is found by a hash of the first tokens: one per opening
@@ -105,13 +107,6 @@ class PromptCache:
         states = sorted(self.folder.glob("*.state"), key=lambda p: p.stat().st_mtime)
         for old in states[:-_KEEP]:
             old.unlink(missing_ok=True)
-
-
-def shared_prefix(held: Sequence[int], tokens: Sequence[int]) -> int:
-    """How many first tokens the two share."""
-    size = min(len(held), len(tokens))
-    differ = np.flatnonzero(np.asarray(held[:size]) != np.asarray(tokens[:size]))
-    return int(differ[0]) if differ.size else size
 
 
 def _file_identity(path: str) -> str:
