@@ -136,6 +136,7 @@ def test_export_then_replay_reproduces_every_assisted_answer(runs, tmp_path):
     assert set(after) == set(before)
     for key, record in after.items():
         assert record.generator.startswith("replay:")
+        assert record.generator_prompt == before[key].generator_prompt is not None
         old = before[key].assisted
         assert (record.assisted.status, record.assisted.answer) == (old.status, old.answer), key
         assert record.generator_side.answer == before[key].generator_side.answer

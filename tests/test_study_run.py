@@ -114,6 +114,9 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
     assert sorted(summary["settings"]["runs"]) == sorted(f"cells/{name}/out" for name in state)
     group = next(g for g in summary["groups"] if g["generator"] == "study-writer [cgr]")
     assert group["controls"]["cot"]["assisted_minus_control"] is not None  # paired across cells
+    replayed = next(g for g in summary["groups"]  # named by package, then the family it names
+                    if g["generator"] == "replay:programs/study-writer.cgr [cgr]")
+    assert (group["family"], replayed["family"]) == ("cgr", "cgr")  # the package names it
     package = json.loads((out / "programs" / "study-writer.cgr" / "manifest.json").read_text())
     assert package["programs"] == 3
     write = state["write-study-writer.cgr"]

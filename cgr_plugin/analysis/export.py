@@ -5,9 +5,9 @@ Package layout (``cgr export RUN_DIR --out PKG``)::
     PKG/manifest.json   schema, cgr-plugin version, runs, generators, solvers, template and
                         dataset hashes, item counts, the lm-eval model configuration of each
                         run, the programs' digest and each dataset's license
-    PKG/programs.jsonl  one line per item: task, item (gold included), generator, the generator's
-                        raw output (what replay runs), the extracted program, the three channels
-                        with statuses, solver-call trace and audits
+    PKG/programs.jsonl  one line per item: task, item (gold included), generator and its prompt
+                        family, the generator's raw output (what replay runs), the extracted
+                        program, the three channels with statuses, solver-call trace and audits
     PKG/README.md       this format, for whoever receives the package
 
 Replay: ``--model_args programs=PKG`` runs each item's stored generator output against a new
@@ -39,7 +39,8 @@ Written by `cgr export` (cgr-plugin {version}), schema `{schema}`.
   `summary.json`'s `program_sets`) and `licenses`: each task's dataset, its license and source
   (the items and their gold letters are that dataset's: its license applies to them).
 - `programs.jsonl`: one JSON object per item with keys `task`, `key`, `item` (the normalized
-  MCQA item, gold letter included), `generator`, `generator_output` (the generator's raw text,
+  MCQA item, gold letter included), `generator`, `generator_prompt` (the prompt family and its
+  templates' sha256; a replay's records name it too), `generator_output` (the generator's raw text,
   which replay runs again), `program` (the code that ran), `solver`, `channels` (`direct`,
   `assisted`, `generator`: status, letter, solver calls, and for `assisted` the solver-call
   trace and audit flags).
@@ -86,7 +87,8 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
         tasks[task] += 1
         rows.append({
             "task": task, "key": program_key(record.item), "item": record.item,
-            "generator": record.generator, "generator_output": own.raw,
+            "generator": record.generator, "generator_prompt": record.generator_prompt,
+            "generator_output": own.raw,
             "program": assisted.program, "solver": record.solver,
             "channels": {name: {k: v for k, v in record.channel(name).__dict__.items()
                                 if k not in ("prompt", "raw", "program", "output")}
@@ -105,6 +107,8 @@ def export_package(folders: list[Path], out: Path) -> dict[str, Any]:
         "schema": PACKAGE_SCHEMA, "cgr_plugin": __version__,
         "runs": [str(f) for f in folders], "programs": len(rows), "tasks": dict(tasks),
         "generators": sorted({str(r["generator"]) for r in rows}),
+        "generator_prompts": sorted({r["generator_prompt"]["name"] for r in rows
+                                     if r["generator_prompt"]}),
         "solvers": sorted({r["solver"] for r in rows}),
         "templates": {p.name: _sha256(p) for p in sorted(TEMPLATES_DIR.glob("*.j2"))},
         "datasets": {task: hashlib.sha256("".join(

@@ -1,7 +1,9 @@
 """Program packages: the files ``cgr export`` writes, read back for replay.
 
 ``--model_args programs=PKG`` runs each item's stored generator output against a new solver; no
-generator model is loaded. A package whose contents differ from its manifest is refused.
+generator model is loaded. A package whose contents differ from its manifest is refused. The
+generator prompt family its programs were written with travels with them, so a replay's records
+name it as the writing run's do.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
 from ..errors import CGRError
 
-__all__ = ["PACKAGE_SCHEMA", "PackageError", "load_programs", "output_sha256", "outputs_digest",
-           "program_key", "write_programs"]
+__all__ = ["PACKAGE_SCHEMA", "PackageError", "ProgramPackage", "load_package", "load_programs",
+           "output_sha256", "outputs_digest", "program_key", "write_programs"]
 
 PACKAGE_SCHEMA = "cgr.programs/1"
 
@@ -56,8 +59,21 @@ def write_programs(out: Path, programs: Mapping[str, str], generator: str = "han
     return out
 
 
+@dataclass(frozen=True)
+class ProgramPackage:
+    programs: dict[str, str]  # item key (dataset/id) -> generator output
+    # the family every program was written with ({"name", "sha256"}), None when the package
+    # does not say (hand-written, exported before cgr-plugin recorded it, or mixed)
+    generator_prompt: dict[str, str] | None = None
+
+
 def load_programs(package: str | Path) -> dict[str, str]:
     """``{item key: generator output}`` from a package folder, checked against its manifest."""
+    return load_package(package).programs
+
+
+def load_package(package: str | Path) -> ProgramPackage:
+    """A package folder's programs and family, checked against its manifest."""
     folder = Path(package).expanduser()
     manifest_path, programs_path = folder / "manifest.json", folder / "programs.jsonl"
     if not manifest_path.is_file() or not programs_path.is_file():
@@ -71,10 +87,13 @@ def load_programs(package: str | Path) -> dict[str, str]:
     if hashlib.sha256(body.encode()).hexdigest() != manifest.get("programs_sha256"):
         raise PackageError(f"{programs_path}: contents differ from the manifest's sha256")
     programs: dict[str, str] = {}
+    families: set[str] = set()
     for line in body.splitlines():
         row = json.loads(line)
         if programs.get(row["key"], row["generator_output"]) != row["generator_output"]:
             raise PackageError(f"{programs_path}: item {row['key']} has two different programs "
                            "(export one generator per package)")
         programs[row["key"]] = row["generator_output"]
-    return programs
+        families.add(json.dumps(row.get("generator_prompt"), sort_keys=True))
+    family = json.loads(families.pop()) if len(families) == 1 else None
+    return ProgramPackage(programs, family if isinstance(family, dict) else None)

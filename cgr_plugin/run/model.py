@@ -29,7 +29,7 @@ from ..models.backends import Backend, RetryingBackend, make_backend
 from ..models.cache import CachedBackend, ResponseCache
 from ..models.registry import DirectSettings, ModelSpec, load_registry
 from ..programs.library import fixed_source
-from ..programs.packages import load_programs
+from ..programs.packages import ProgramPackage, load_package
 from ..prompts import generator_families, generator_template, template_hash
 from ..record import PROGRAM_CONTROL, CGRRecord, ChannelResult
 from .assisted import run_assisted, run_fixed_program
@@ -99,8 +99,11 @@ class CGRLM(LM):
                               if name != "budget_matched")
         self.registry: dict[str, ModelSpec] = load_registry(
             [settings.registry] if settings.registry else [])
-        self.programs: dict[str, str] | None = (
-            load_programs(settings.programs) if settings.programs else None)
+        package: ProgramPackage | None = (
+            load_package(settings.programs) if settings.programs else None)
+        self.programs = package.programs if package else None
+        # a replay's records name the family its programs were written with
+        self.programs_prompt = package.generator_prompt if package else None
         self._defaults = settings.backend_defaults()
         self._setup_distributed(self._defaults)
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path else None
@@ -225,8 +228,9 @@ class CGRLM(LM):
                 control = self._run_control(items, [program for program, _ in assisted], bars)
         controls = self._run_controls(items, bars)
         generator = self.generator_name if "assisted" in self.channels else None
-        family = (self.generator_prompt if "assisted" in self.channels and self.programs is None
-                  else None)  # replayed programs were written for another run's prompt
+        family = None
+        if "assisted" in self.channels:
+            family = self.generator_prompt if self.programs is None else self.programs_prompt
         return [CGRRecord(item=item.to_json(), solver=self.solver.name, generator=generator,
                           direct=result, assisted=program, generator_side=own,
                           budget_matched=matched, controls=others, generator_prompt=family)
