@@ -15,6 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from cgr_plugin._version import __version__
+from cgr_plugin.run.study.speeds import machine_key
+
 from .conftest import REPO
 
 SITE = REPO / "tests" / "data" / "study_site"
@@ -121,6 +124,13 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
     assert package["programs"] == 3
     write = state["write-study-writer.cgr"]
     assert write["package"] == "programs/study-writer.cgr"
+    # where and with which code each cell ran, also for the cell finished before the kill
+    assert write["machine"] == machine_key() and write["code"]["cgr_plugin"] == __version__
+    assert write["code"]["source"] == str(REPO / "cgr_plugin")
+    if (REPO / ".git").exists():
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], text=True,
+                              capture_output=True).stdout.strip()
+        assert write["code"]["commit"] == head
     assert write["package_sha256"] == package["programs_sha256"]
 
     again = _study(tmp_path, GRID)

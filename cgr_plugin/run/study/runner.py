@@ -26,7 +26,8 @@ from .cells import Cell
 from .child import CGR, CGR_EVAL, Step, read_counters, stderr_tail
 from .plan import Plan, duration, make_plan
 from .spec import StudyError, StudySpec
-from .state import CellState, StudyState, read_done, write_done
+from .speeds import machine_key
+from .state import CellState, StudyState, code_revision, read_done, write_done
 
 __all__ = ["run_study"]
 
@@ -123,12 +124,14 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
         record.finished_at = marker.get("finished_at")
         record.journal_records = _journal_records(out / cell.journal)
         record.package_sha256 = marker.get("package_sha256")
+        record.machine, record.code = marker.get("machine"), marker.get("code")
         clock.say(f"{title}: finished before, settings unchanged: skipped "
                   f"({record.journal_records} records in its journal)")
         state.save()
         return
     shutil.rmtree(out / cell.output, ignore_errors=True)  # this run's output only; journal kept
     record.status, record.ran_now = "running", True
+    record.machine, record.code = machine_key(), code_revision()
     estimate = clock.estimate(cell)
     clock.say(f"{title}: start ({_reason_to_run(marker, cell)}; "
               + (f"estimate {duration(estimate)}" if estimate is not None else

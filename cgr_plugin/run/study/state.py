@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -19,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CellState", "StudyState", "read_done", "write_done"]
+from ..._version import __version__
+
+__all__ = ["CellState", "StudyState", "code_revision", "read_done", "write_done"]
 
 SCHEMA = "cgr.study/1"
 DONE = "done.json"
@@ -47,6 +50,9 @@ class CellState:
     finished_at: str | None = None
     package: str | None = None  # a write cell's program package, and its programs' sha256
     package_sha256: str | None = None
+    # where and with what it ran (a study resumed on another day or machine says so per cell)
+    machine: str | None = None
+    code: dict[str, Any] | None = None
 
 
 @dataclass
@@ -88,4 +94,29 @@ def read_done(folder: Path) -> dict[str, Any] | None:
 
 def write_done(folder: Path, cell: CellState, **extra: Any) -> None:
     _write_json(folder / DONE, {"settings_hash": cell.settings_hash, "seconds": cell.seconds,
-                                "items": cell.items, "finished_at": cell.finished_at, **extra})
+                                "items": cell.items, "finished_at": cell.finished_at,
+                                "machine": cell.machine, "code": cell.code, **extra})
+
+
+def code_revision() -> dict[str, Any]:
+    """The cgr-plugin that runs now: its version, folder and, when that folder is tracked in a
+    git checkout, the commit and whether its files differ from it. (lm-eval's own
+    ``git_hash`` is the working directory's repository: for a study folder inside another
+    checkout, not the code that ran.)"""
+    package = Path(__file__).resolve().parents[2]
+    revision: dict[str, Any] = {"cgr_plugin": __version__, "source": str(package)}
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(package.parent), *args], text=True,
+                              capture_output=True, timeout=10)
+
+    try:
+        tracked = git("ls-files", "--error-unmatch", f"{package.name}/__init__.py")
+        commit = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", package.name,
+                     "templates", "task_configs")
+    except (OSError, subprocess.SubprocessError):
+        return revision
+    if all(r.returncode == 0 for r in (tracked, commit, status)):
+        revision.update(commit=commit.stdout.strip(), modified=bool(status.stdout.strip()))
+    return revision
