@@ -112,6 +112,11 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
             and f"; {journaled} items from its journal" in resumed.stdout)
     assert journaled >= 1
     state = _state(out)
+    # the killed run left only its start in the cell's run log; the time counts the runs
+    # that ended, here the resumed one
+    replayed = state["replay-study-writer.cgr-study-solver-c"]
+    assert (replayed["runs"], replayed["runs_unended"]) == (2, 1)
+    assert replayed["total_seconds"] == replayed["seconds"]
     assert all(cell["status"] == "done" for cell in state.values())
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert sorted(summary["settings"]["runs"]) == sorted(f"cells/{name}/out" for name in state)
@@ -149,6 +154,11 @@ def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path):
     state = _state(tmp_path / "out")
     write, replay = state["write-study-writer.cgr"], state["replay-study-writer.cgr-study-solver"]
     assert (write["status"], write["exit_code"]) == ("failed", 1)
+    (start, end) = [json.loads(line) for line in (tmp_path / "out" / "cells" / write["name"]
+                                                  / "runs.jsonl").read_text().splitlines()]
+    assert (start["event"], end["event"], end["status"]) == ("start", "end", "failed")
+    assert (write["runs"], write["runs_unended"], write["total_seconds"]) == (
+        1, 0, end["seconds"])
     assert "study-broken: this model always fails to load" in write["stderr_tail"]
     assert replay["status"] == "skipped"
     assert replay["reason"] == "replays the programs of write-study-writer.cgr, which failed"

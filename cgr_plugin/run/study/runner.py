@@ -27,7 +27,7 @@ from .child import CGR, CGR_EVAL, Step, read_counters, stderr_tail
 from .plan import Plan, duration, make_plan
 from .spec import StudyError, StudySpec
 from .speeds import machine_key
-from .state import CellState, StudyState, code_revision, read_done, write_done
+from .state import CellState, StudyState, code_revision, log_run, read_done, read_runs, write_done
 
 __all__ = ["run_study"]
 
@@ -125,6 +125,7 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
         record.journal_records = _journal_records(out / cell.journal)
         record.package_sha256 = marker.get("package_sha256")
         record.machine, record.code = marker.get("machine"), marker.get("code")
+        read_runs(out / cell.folder, record)
         clock.say(f"{title}: finished before, settings unchanged: skipped "
                   f"({record.journal_records} records in its journal)")
         state.save()
@@ -140,20 +141,32 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
     step = Step(CGR_EVAL, cell.argv, cwd=out, logs=out / cell.folder)
     step.start()
     record.pid = step.pid
+    log_run(out / cell.folder, record, "start", pid=step.pid, machine=record.machine,
+            code=record.code)
     state.save()
-    result = step.wait()
-    record.pid, record.exit_code = None, result.exit_code
-    for counter, value in read_counters(out / cell.folder).items():
-        setattr(record, counter, value)
-    if result.interrupted:
-        record.status = "interrupted"
-        raise KeyboardInterrupt
-    if result.exit_code == 0 and cell.kind == "write":
-        _export(cell, record, out)
-    elif result.exit_code != 0:
-        record.status, record.reason = "failed", f"cgr-eval exited with status {result.exit_code}"
-        record.stderr_tail = stderr_tail(out / cell.folder)
-    record.seconds = round(time.monotonic() - started, 1)
+    try:
+        result = step.wait()
+        record.pid, record.exit_code = None, result.exit_code
+        for counter, value in read_counters(out / cell.folder).items():
+            setattr(record, counter, value)
+        if result.interrupted:
+            record.status = "interrupted"
+            raise KeyboardInterrupt
+        if result.exit_code == 0 and cell.kind == "write":
+            _export(cell, record, out)
+        elif result.exit_code != 0:
+            record.status = "failed"
+            record.reason = f"cgr-eval exited with status {result.exit_code}"
+            record.stderr_tail = stderr_tail(out / cell.folder)
+    except BaseException:
+        if record.status == "running":
+            record.status = "interrupted"
+        raise
+    finally:
+        record.seconds = round(time.monotonic() - started, 1)
+        log_run(out / cell.folder, record, "end", seconds=record.seconds,
+                status="done" if record.status == "running" else record.status,
+                exit_code=record.exit_code, journal_hits=record.journal_hits)
     if record.status == "running":
         record.status, record.finished_at = "done", time.strftime("%Y-%m-%d %H:%M:%S")
         if cell.kind == "write":

@@ -22,10 +22,12 @@ from typing import Any
 
 from ..._version import __version__
 
-__all__ = ["CellState", "StudyState", "code_revision", "read_done", "write_done"]
+__all__ = ["CellState", "StudyState", "code_revision", "log_run", "read_done", "read_runs",
+           "write_done"]
 
 SCHEMA = "cgr.study/1"
 DONE = "done.json"
+RUNS = "runs.jsonl"
 
 
 @dataclass
@@ -53,6 +55,11 @@ class CellState:
     # where and with what it ran (a study resumed on another day or machine says so per cell)
     machine: str | None = None
     code: dict[str, Any] | None = None
+    # every run of the cell (cells/NAME/runs.jsonl): seconds summed over the runs that ended,
+    # and how many were killed before they could say how long they took
+    total_seconds: float | None = None
+    runs: int = 0
+    runs_unended: int = 0
 
 
 @dataclass
@@ -95,7 +102,45 @@ def read_done(folder: Path) -> dict[str, Any] | None:
 def write_done(folder: Path, cell: CellState, **extra: Any) -> None:
     _write_json(folder / DONE, {"settings_hash": cell.settings_hash, "seconds": cell.seconds,
                                 "items": cell.items, "finished_at": cell.finished_at,
-                                "machine": cell.machine, "code": cell.code, **extra})
+                                "machine": cell.machine, "code": cell.code,
+                                "total_seconds": cell.total_seconds, "runs": cell.runs,
+                                "runs_unended": cell.runs_unended, **extra})
+
+
+def log_run(folder: Path, cell: CellState, event: str, **fields: Any) -> None:
+    """Append one line to the cell's run log: ``start`` when its child starts (with the
+    machine and code), ``end`` when it stops for any reason but kill -9 (status, seconds);
+    then refresh the cell's run totals from the log. A study that runs over several sessions
+    or machines gets its true time per cell from it, interrupted runs included."""
+    folder.mkdir(parents=True, exist_ok=True)
+    line = {"event": event, "at": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
+    with (folder / RUNS).open("a", encoding="utf-8") as log:
+        log.write(json.dumps(line, sort_keys=True) + "\n")
+    read_runs(folder, cell)
+
+
+def read_runs(folder: Path, cell: CellState) -> None:
+    """The cell's run totals from its run log (lines that cannot be read are left out)."""
+    starts = ends = 0
+    seconds = 0.0
+    try:
+        lines = (folder / RUNS).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for text in lines:
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(line, dict):
+            continue
+        if line.get("event") == "start":
+            starts += 1
+        elif line.get("event") == "end" and isinstance(line.get("seconds"), int | float):
+            ends += 1
+            seconds += float(line["seconds"])
+    cell.runs, cell.runs_unended = starts, max(starts - ends, 0)
+    cell.total_seconds = round(seconds, 1) if ends else None
 
 
 def code_revision() -> dict[str, Any]:
