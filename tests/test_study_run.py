@@ -104,6 +104,16 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
     out = tmp_path / "out"
     journaled = _journaled(out, "replay-study-writer.cgr-study-solver-c")
 
+    plan = subprocess.run([sys.executable, "-m", "cgr_plugin", "study", "study.yaml", "--out",
+                           "out", "--dry-run", "--no-measure"], cwd=tmp_path, env=_env(),
+                          text=True, capture_output=True, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    states = [line.strip() for line in plan.stdout.splitlines() if "in out: " in line]
+    assert len(states) == 2  # the controls cells had not started
+    assert states[0].startswith("in out: finished (") and "in 1 run)" in states[0]
+    assert states[1] == (f"in out: {journaled} of 3 items in its journal (1 more started and "
+                         "did not end: running now, or killed)")
+
     resumed = _study(tmp_path, GRID)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "cell 1/4 write-study-writer.cgr: finished before, settings unchanged: skipped" \

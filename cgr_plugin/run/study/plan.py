@@ -18,8 +18,9 @@ from .cost import CellCost, estimate_cells
 from .selection import TaskSelection, eval_item_args, select_items
 from .spec import ModelEntry, StudySpec
 from .speeds import Speed, SpeedCache, machine_key, measurable, measure_speed, model_key
+from .state import CellState, cell_finished, journal_records, read_runs
 
-__all__ = ["Plan", "duration", "format_plan", "make_plan"]
+__all__ = ["Plan", "duration", "format_plan", "make_plan", "progress"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,28 @@ def _what(cell: Cell) -> str:
     return f"direct for solver {cell.solver.label}"
 
 
+def progress(out: Path, cell: Cell, items: int) -> tuple[str | None, float]:
+    """How far an earlier run of the study in ``out`` took the cell, in words (None: not
+    started), and the share of its items that is done."""
+    folder = out / cell.folder
+    runs = CellState(cell.name, cell.kind)
+    read_runs(folder, runs)
+    ended = runs.runs - runs.runs_unended
+    spent = (f"{duration(runs.total_seconds)} in {ended} run{'s' if ended != 1 else ''}"
+             if runs.total_seconds is not None else None)
+    if runs.runs_unended:
+        spent = (f"{spent}; " if spent else "") + (
+            f"{runs.runs_unended} more started and did not end: running now, or killed")
+    if cell_finished(out, cell):
+        return "finished" + (f" ({spent})" if spent else ""), 1.0
+    journaled = journal_records(out / cell.journal)
+    if journaled:
+        share = min(journaled / items, 1.0) if items else 0.0
+        return f"{journaled} of {items} items in its journal" + (f" ({spent})" if spent
+                                                                 else ""), share
+    return None, 0.0
+
+
 def format_plan(plan: Plan, out: Path) -> str:
     """What ``cgr study --dry-run`` prints: the grid, each cell with its command and cost, the
     total, and where each model's speed comes from."""
@@ -151,6 +174,7 @@ def format_plan(plan: Plan, out: Path) -> str:
                     else ""))
     lines.append(f"  output: {out}")
     lines.append(f"cells ({len(plan.cells)}), run in this order:")
+    left: float | None = 0.0  # the estimate of what the output folder does not hold yet
     for number, cell in enumerate(plan.cells, 1):
         cost = plan.costs[cell.name]
         lines.append(f"  {number}. {cell.name}: {_what(cell)}")
@@ -158,6 +182,13 @@ def format_plan(plan: Plan, out: Path) -> str:
                      + (duration(cost.seconds) if cost.seconds is not None else
                         f"unknown (no speed for {', '.join(cost.missing)})"))
         lines.append(f"     cd {shlex.quote(str(out))} && {shlex.join(cell.command)}")
+        state, done = progress(out, cell, plan.items)
+        if state:
+            lines.append(f"     in {out}: {state}")
+        if cost.seconds is not None:
+            left = None if left is None else left + cost.seconds * (1 - done)
+        else:
+            left = None if done < 1 else left
     generator_calls = sum(c.generator_calls for c in plan.costs.values())
     solver_calls = sum(c.total_solver_calls for c in plan.costs.values())
     total = plan.estimated_seconds()
@@ -165,6 +196,9 @@ def format_plan(plan: Plan, out: Path) -> str:
                  f"calls, {_number(solver_calls)} solver calls (estimated); estimated time "
                  + (duration(total) if total is not None else
                     "unknown (a model has no measured speed, below)"))
+    if out.is_dir() and total is not None and left is not None and left < total:
+        lines.append(f"left in {out}: estimated time {duration(left)} (the cells not finished; "
+                     "a cell's items in its journal count as done)")
     lines.append(f"model speeds on this machine ({machine_key()}):")
     for label, (speed, source) in plan.speeds.items():
         figures = (f"load {speed.load_seconds:.1f} s, prefill {speed.prefill_tokens_per_s:.0f} "

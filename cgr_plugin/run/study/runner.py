@@ -21,13 +21,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..journal import Journal
 from .cells import Cell
 from .child import CGR, CGR_EVAL, Step, read_counters, stderr_tail
 from .plan import Plan, duration, make_plan
 from .spec import StudyError, StudySpec
 from .speeds import machine_key
-from .state import CellState, StudyState, code_revision, log_run, read_done, read_runs, write_done
+from .state import (
+    CellState,
+    StudyState,
+    cell_finished,
+    code_revision,
+    journal_records,
+    log_run,
+    package_sha256,
+    read_done,
+    read_runs,
+    write_done,
+)
 
 __all__ = ["run_study"]
 
@@ -68,7 +78,7 @@ def run_study(spec: StudySpec, out: Path, *, say: Say = _say) -> int:
                                         package=cell.package)
                    for cell in plan.cells}
     state.save()
-    clock = _Clock(plan, [c for c in plan.cells if not _finished(out, c)], say)
+    clock = _Clock(plan, [c for c in plan.cells if not cell_finished(out, c)], say)
     try:  # SIGTERM stops the running cell as Ctrl-C does (only the main thread may ask)
         previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:
@@ -90,25 +100,6 @@ def run_study(spec: StudySpec, out: Path, *, say: Say = _say) -> int:
     return 1 if failed or not reported else 0
 
 
-def _finished(out: Path, cell: Cell) -> bool:
-    """Whether the cell's done marker matches its settings and its outputs are there."""
-    marker = read_done(out / cell.folder)
-    if not marker or marker.get("settings_hash") != cell.settings_hash:
-        return False
-    if not any((out / cell.output).rglob("samples_*.jsonl")):
-        return False
-    if cell.kind == "write":
-        return marker.get("package_sha256") == _package_sha256(out / str(cell.package))
-    return True
-
-
-def _package_sha256(package: Path) -> str | None:
-    try:
-        return json.loads((package / "manifest.json").read_text())["programs_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Clock) -> None:
     record = state.cells[cell.name]
     upstream = state.cells.get(cell.depends_on) if cell.depends_on else None
@@ -119,10 +110,10 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
         state.save()
         return
     marker = read_done(out / cell.folder)
-    if _finished(out, cell) and marker is not None:
+    if cell_finished(out, cell) and marker is not None:
         record.status, record.seconds = "done", marker.get("seconds")
         record.finished_at = marker.get("finished_at")
-        record.journal_records = _journal_records(out / cell.journal)
+        record.journal_records = journal_records(out / cell.journal)
         record.package_sha256 = marker.get("package_sha256")
         record.machine, record.code = marker.get("machine"), marker.get("code")
         read_runs(out / cell.folder, record)
@@ -170,7 +161,7 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
     if record.status == "running":
         record.status, record.finished_at = "done", time.strftime("%Y-%m-%d %H:%M:%S")
         if cell.kind == "write":
-            record.package_sha256 = _package_sha256(out / str(cell.package))
+            record.package_sha256 = package_sha256(out / str(cell.package))
         write_done(out / cell.folder, record, package_sha256=record.package_sha256)
     clock.finished(cell, record.seconds if record.status == "done" else None)
     clock.say(f"{title}: {record.status} in {duration(record.seconds)}"
@@ -178,10 +169,6 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
               + f"; {record.journal_hits} items from its journal, cache {record.cache_hits} "
               f"hits / {record.cache_misses} misses" + clock.overall())
     state.save()
-
-
-def _journal_records(path: Path) -> int:
-    return len(Journal(path, identity="")) if path.is_file() else 0
 
 
 def _reason_to_run(marker: dict[str, Any] | None, cell: Cell) -> str:

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ..journal import Journal
+from .cells import Cell
 
-__all__ = ["CellState", "StudyState", "code_revision", "log_run", "read_done", "read_runs",
-           "write_done"]
+__all__ = ["CellState", "StudyState", "cell_finished", "code_revision", "journal_records",
+           "log_run", "package_sha256", "read_done", "read_runs", "write_done"]
 
 SCHEMA = "cgr.study/1"
 DONE = "done.json"
@@ -165,3 +167,27 @@ def code_revision() -> dict[str, Any]:
     if all(r.returncode == 0 for r in (tracked, commit, status)):
         revision.update(commit=commit.stdout.strip(), modified=bool(status.stdout.strip()))
     return revision
+
+
+def cell_finished(out: Path, cell: Cell) -> bool:
+    """Whether the cell's done marker matches its settings and its outputs are there."""
+    marker = read_done(out / cell.folder)
+    if not marker or marker.get("settings_hash") != cell.settings_hash:
+        return False
+    if not any((out / cell.output).rglob("samples_*.jsonl")):
+        return False
+    if cell.kind == "write":
+        return marker.get("package_sha256") == package_sha256(out / str(cell.package))
+    return True
+
+
+def package_sha256(package: Path) -> str | None:
+    try:
+        return json.loads((package / "manifest.json").read_text())["programs_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def journal_records(path: Path) -> int:
+    """Records a cell's journal holds (0 when it has none)."""
+    return len(Journal(path, identity="")) if path.is_file() else 0
