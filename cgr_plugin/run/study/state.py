@@ -1,11 +1,14 @@
-"""What a study has done, on disk: ``OUT/study.json`` and each finished cell's done marker.
+"""What a study has done, on disk: ``OUT/study.json``, each finished cell's done marker and
+each cell's run log.
 
 ``study.json`` is rewritten (atomically) whenever a cell starts or ends: every cell's status
 (``pending``, ``running`` with the child's pid, ``done``, ``failed`` with its exit code and the
 last lines of its stderr, ``skipped`` with the reason, ``interrupted``), its command, time and
 what it reused. A cell is finished when ``cells/NAME/done.json`` records its settings hash: the
 same command again skips it, a changed hash runs it again (its journal still answers the items
-whose records would not change).
+whose records would not change). ``cells/NAME/runs.jsonl`` gets a line when a run of the cell
+starts and one when it ends, with the machine and the code, so a study spread over sessions
+keeps its true time per cell.
 """
 
 from __future__ import annotations
