@@ -163,7 +163,8 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
         if cell.kind == "write":
             record.package_sha256 = package_sha256(out / str(cell.package))
         write_done(out / cell.folder, record, package_sha256=record.package_sha256)
-    clock.finished(cell, record.seconds if record.status == "done" else None)
+    computed = 1 - min(record.journal_hits / record.items, 1) if record.items else 1.0
+    clock.finished(cell, record.seconds if record.status == "done" else None, computed)
     clock.say(f"{title}: {record.status} in {duration(record.seconds)}"
               + (f" ({record.reason})" if record.reason else "")
               + f"; {record.journal_hits} items from its journal, cache {record.cache_hits} "
@@ -206,10 +207,13 @@ class _Clock:
     def estimate(self, cell: Cell) -> float | None:
         return self.plan.costs[cell.name].seconds
 
-    def finished(self, cell: Cell, seconds: float | None) -> None:
+    def finished(self, cell: Cell, seconds: float | None, computed: float = 1.0) -> None:
+        """``computed``: the share of its items the cell computed now (the rest came from its
+        journal), which scales its estimate before it is set against its time."""
         self.left.discard(cell.name)
+        estimate = self.estimate(cell)
         if seconds is not None:
-            self.taken.append((self.estimate(cell), seconds))
+            self.taken.append((None if estimate is None else estimate * computed, seconds))
 
     def eta(self) -> float | None:
         if not self.left:
