@@ -71,3 +71,19 @@ class Journal:
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+    @staticmethod
+    def count(path: str | Path) -> int:
+        """Records in the journal at ``path``, read without writing (a journal a running cell
+        is filling, or one committed to git, is left as it is); 0 for none or unreadable."""
+        try:
+            db = sqlite3.connect(f"{Path(path).expanduser().resolve().as_uri()}?mode=ro",
+                                 uri=True)
+        except sqlite3.Error:
+            return 0
+        try:
+            return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+        finally:
+            db.close()

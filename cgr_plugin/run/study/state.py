@@ -193,4 +193,4 @@ def package_sha256(package: Path) -> str | None:
 
 def journal_records(path: Path) -> int:
     """Records a cell's journal holds (0 when it has none)."""
-    return len(Journal(path, identity="")) if path.is_file() else 0
+    return Journal.count(path) if path.is_file() else 0
