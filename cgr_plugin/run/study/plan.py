@@ -18,7 +18,7 @@ from .cost import CellCost, estimate_cells
 from .selection import TaskSelection, eval_item_args, select_items
 from .spec import ModelEntry, StudySpec
 from .speeds import Speed, SpeedCache, machine_key, measurable, measure_speed, model_key
-from .state import CellState, cell_finished, journal_records, read_runs
+from .state import cell_finished, journal_records, read_runs
 
 __all__ = ["Plan", "duration", "format_plan", "make_plan", "progress"]
 
@@ -135,9 +135,7 @@ def _what(cell: Cell) -> str:
 def progress(out: Path, cell: Cell, items: int) -> tuple[str | None, float]:
     """How far an earlier run of the study in ``out`` took the cell, in words (None: not
     started), and the share of its items that is done."""
-    folder = out / cell.folder
-    runs = CellState(cell.name, cell.kind)
-    read_runs(folder, runs)
+    runs = read_runs(out / cell.folder)
     ended = runs.runs - runs.runs_unended
     spent = (f"{duration(runs.total_seconds)} in {ended} run{'s' if ended != 1 else ''}"
              if runs.total_seconds is not None else None)

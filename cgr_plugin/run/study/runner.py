@@ -35,7 +35,6 @@ from .state import (
     log_run,
     package_sha256,
     read_done,
-    read_runs,
     write_done,
 )
 
@@ -116,7 +115,7 @@ def _run_cell(cell: Cell, title: str, state: StudyState, out: Path, clock: _Cloc
         record.journal_records = journal_records(out / cell.journal)
         record.package_sha256 = marker.get("package_sha256")
         record.machine, record.code = marker.get("machine"), marker.get("code")
-        read_runs(out / cell.folder, record)
+        record.count_runs(out / cell.folder)
         clock.say(f"{title}: finished before, settings unchanged: skipped "
                   f"({record.journal_records} records in its journal)")
         state.save()

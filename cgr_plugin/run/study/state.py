@@ -27,8 +27,8 @@ from ..._version import __version__
 from ..journal import Journal
 from .cells import Cell
 
-__all__ = ["CellState", "StudyState", "cell_finished", "code_revision", "journal_records",
-           "log_run", "package_sha256", "read_done", "read_runs", "write_done"]
+__all__ = ["CellState", "RunTotals", "StudyState", "cell_finished", "code_revision",
+           "journal_records", "log_run", "package_sha256", "read_done", "read_runs", "write_done"]
 
 SCHEMA = "cgr.study/1"
 DONE = "done.json"
@@ -65,6 +65,21 @@ class CellState:
     total_seconds: float | None = None
     runs: int = 0
     runs_unended: int = 0
+
+    def count_runs(self, folder: Path) -> None:
+        totals = read_runs(folder)
+        self.runs, self.runs_unended = totals.runs, totals.runs_unended
+        self.total_seconds = totals.total_seconds
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """A cell's runs from its run log: how many started, how many of them never said they
+    ended (killed with -9, or running now), and the seconds of those that ended (None: none)."""
+
+    runs: int = 0
+    runs_unended: int = 0
+    total_seconds: float | None = None
 
 
 @dataclass
@@ -121,11 +136,11 @@ def log_run(folder: Path, cell: CellState, event: str, **fields: Any) -> None:
     line = {"event": event, "at": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
     with (folder / RUNS).open("a", encoding="utf-8") as log:
         log.write(json.dumps(line, sort_keys=True) + "\n")
-    read_runs(folder, cell)
+    cell.count_runs(folder)
 
 
-def read_runs(folder: Path, cell: CellState) -> None:
-    """The cell's run totals from its run log (lines that cannot be read are left out)."""
+def read_runs(folder: Path) -> RunTotals:
+    """A cell folder's run totals from its run log (lines that cannot be read are left out)."""
     starts = ends = 0
     seconds = 0.0
     try:
@@ -144,8 +159,7 @@ def read_runs(folder: Path, cell: CellState) -> None:
         elif line.get("event") == "end" and isinstance(line.get("seconds"), int | float):
             ends += 1
             seconds += float(line["seconds"])
-    cell.runs, cell.runs_unended = starts, max(starts - ends, 0)
-    cell.total_seconds = round(seconds, 1) if ends else None
+    return RunTotals(starts, max(starts - ends, 0), round(seconds, 1) if ends else None)
 
 
 def code_revision() -> dict[str, Any]:
