@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -153,6 +154,20 @@ def test_after_kill_9_the_same_command_recomputes_nothing_finished(tmp_path):
     assert "recomputed nothing: 4 cells finished before (skipped by their done markers; 12 " \
         "records in their journals)" in again.stdout
     assert "cgr-eval" not in again.stderr  # no cell started
+    assert json.loads((out / "report" / "summary.json").read_text()) == summary
+
+    # a fresh clone of a study folder whose lm-eval outputs are not kept (docs/results/):
+    # every cell is rewritten from its journal, and the package stays byte for byte
+    manifest = (out / "programs" / "study-writer.cgr" / "manifest.json").read_bytes()
+    for cell in state:
+        shutil.rmtree(out / "cells" / cell / "out")
+    cloned = _study(tmp_path, GRID)
+    assert cloned.returncode == 0, cloned.stdout[-3000:] + cloned.stderr[-3000:]
+    for cell in state:
+        assert f"{cell}: done in" in cloned.stdout
+    assert cloned.stdout.count("; 3 items from its journal, cache 0 hits / 0 misses") == 4
+    assert (out / "programs" / "study-writer.cgr" / "manifest.json").read_bytes() == manifest
+    assert not list((out / "programs").glob("*.exporting"))
     assert json.loads((out / "report" / "summary.json").read_text()) == summary
 
 

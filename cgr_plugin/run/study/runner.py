@@ -42,6 +42,7 @@ __all__ = ["run_study"]
 
 Say = Callable[[str], None]
 LOCK_NAME = ".cgr-study.lock"
+EXPORTING = ".exporting"  # a package being exported, beside the one it may replace
 
 
 def _say(line: str) -> None:
@@ -180,17 +181,46 @@ def _reason_to_run(marker: dict[str, Any] | None, cell: Cell) -> str:
 
 
 def _export(cell: Cell, record: CellState, out: Path) -> None:
-    """The write cell's programs as a package; a failed export fails the cell."""
+    """The write cell's programs as a package; a failed export fails the cell.
+
+    A package that already holds the same programs (a finished cell rewritten from its
+    journal, as on a fresh clone of a study whose lm-eval outputs are not kept) stays as it
+    was, manifest included: it still names the run that wrote the programs, and a shipped
+    package does not change by being resumed."""
     logs = out / cell.folder / "export"
-    result = Step(CGR, ["export", cell.output, "--out", str(cell.package)], cwd=out, logs=logs,
-                  echo=False).run()
+    package = out / str(cell.package)
+    fresh = package.with_name(package.name + EXPORTING)
+    shutil.rmtree(fresh, ignore_errors=True)
+    result = Step(CGR, ["export", cell.output, "--out", str(fresh.relative_to(out))], cwd=out,
+                  logs=logs, echo=False).run()
     if result.interrupted:
+        shutil.rmtree(fresh, ignore_errors=True)
         record.status = "interrupted"
         raise KeyboardInterrupt
     if result.exit_code != 0:
+        shutil.rmtree(fresh, ignore_errors=True)
         record.status, record.exit_code = "failed", result.exit_code
         record.reason = f"cgr export exited with status {result.exit_code}"
         record.stderr_tail = stderr_tail(logs)
+        return
+    if _same_programs(fresh, package):
+        shutil.rmtree(fresh)
+        return
+    shutil.rmtree(package, ignore_errors=True)
+    fresh.rename(package)
+
+
+def _same_programs(fresh: Path, package: Path) -> bool:
+    def digests(folder: Path) -> tuple[Any, Any] | None:
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict):
+            return None
+        return manifest.get("programs_sha256"), manifest.get("generator_outputs_sha256")
+    old = digests(package)
+    return old is not None and None not in old and old == digests(fresh)
 
 
 class _Clock:
