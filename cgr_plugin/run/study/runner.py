@@ -183,9 +183,9 @@ def _reason_to_run(marker: dict[str, Any] | None, cell: Cell) -> str:
 def _export(cell: Cell, record: CellState, out: Path) -> None:
     """The write cell's programs as a package; a failed export fails the cell.
 
-    A package that already holds the same programs (a finished cell rewritten from its
-    journal, as on a fresh clone of a study whose lm-eval outputs are not kept) stays as it
-    was, manifest included: it still names the run that wrote the programs, and a shipped
+    A package whose manifest is the new one's but for the results files it names (a finished
+    cell rewritten from its journal, as on a fresh clone of a study whose lm-eval outputs are
+    not kept) stays as it was: it still names the run that wrote the programs, and a shipped
     package does not change by being resumed."""
     logs = out / cell.folder / "export"
     package = out / str(cell.package)
@@ -211,16 +211,19 @@ def _export(cell: Cell, record: CellState, out: Path) -> None:
 
 
 def _same_programs(fresh: Path, package: Path) -> bool:
-    def digests(folder: Path) -> tuple[Any, Any] | None:
+    """Whether two packages differ only in the lm-eval results files they name (``model_config``:
+    file names carry the time of the run)."""
+    def manifest(folder: Path) -> dict[str, Any] | None:
         try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            body = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(manifest, dict):
+        if not isinstance(body, dict) or not body.get("programs_sha256"):
             return None
-        return manifest.get("programs_sha256"), manifest.get("generator_outputs_sha256")
-    old = digests(package)
-    return old is not None and None not in old and old == digests(fresh)
+        body.pop("model_config", None)
+        return body
+    old = manifest(package)
+    return old is not None and old == manifest(fresh)
 
 
 class _Clock:
