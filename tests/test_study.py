@@ -14,7 +14,7 @@ from cgr_plugin.cli import cgr_main
 from cgr_plugin.cli.study import shipped_studies, study_file
 from cgr_plugin.models.registry import load_registry
 from cgr_plugin.run.study import StudyError, format_plan, load_study, make_plan
-from cgr_plugin.run.study.cells import _location, plan_cells
+from cgr_plugin.run.study.cells import _portable, _portable_bases, plan_cells
 from cgr_plugin.run.study.cost import program_calls
 from cgr_plugin.run.study.selection import eval_item_args, select_items
 from cgr_plugin.run.study.speeds import Speed, SpeedCache, measure_speed, model_key
@@ -269,13 +269,18 @@ def test_cgr_study_dry_run_prints_the_plan_without_loading_a_model(tmp_path, cap
 
 def test_cell_hashes_do_not_depend_on_where_the_study_and_cgr_plugin_are(tmp_path):
     """A study folder cloned elsewhere (another checkout, a worktree) finds its finished cells:
-    the hashes name packaged task files by their place in cgr-plugin and files beside the study
-    by their path from it, not by where they are on disk."""
-    hashes = [[c.settings_hash for c in _cells(tmp_path / folder, GRID)[1]]
-              for folder in ("a", "b") if (tmp_path / folder).mkdir() is None]
+    the hashes name cgr-plugin's task folder and the study's own folder by role, in the files
+    they digest and in the command (a path-valued model_arg is there as an absolute path)."""
+    hashes = []
+    for folder, text in (("a", "x"), ("b", "x"), ("c", "changed")):
+        (tmp_path / folder / "tpl").mkdir(parents=True)
+        (tmp_path / folder / "tpl" / "note.txt").write_text(text)
+        _, cells = _cells(tmp_path / folder, GRID + "model_args: {template_dir: tpl}\n")
+        assert str((tmp_path / folder / "tpl").resolve()) in " ".join(cells[0].argv)
+        hashes.append([c.settings_hash for c in cells])
     assert hashes[0] == hashes[1]
-    task = TASKS_DIR / "cgr_arc_easy.yaml"
-    assert _location(task, tmp_path) == "cgr-plugin:task_configs/cgr_arc_easy.yaml"
-    assert _location(tmp_path / "a" / "tasks.yaml", tmp_path) == "a/tasks.yaml"
-    assert _location(task.parent.parent / "README.md", tmp_path / "a") == str(
-        task.parent.parent / "README.md")
+    assert all(a != c for a, c in zip(hashes[0], hashes[2], strict=True))
+    bases = _portable_bases(load_study(_study(tmp_path / "a", GRID)))
+    task = TASKS_DIR.resolve() / "cgr_arc_easy.yaml"
+    assert _portable(str(task), bases) == "cgr-plugin:task_configs/cgr_arc_easy.yaml"
+    assert _portable("/elsewhere/tasks.yaml", bases) == "/elsewhere/tasks.yaml"

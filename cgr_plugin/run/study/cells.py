@@ -150,24 +150,29 @@ def _settings_hash(spec: StudySpec, argv: Sequence[str], upstream: Cell | None) 
     templates, task folders and files it names, and the cell whose programs it replays."""
     files = [Path(v) for k, v in spec.model_args.items() if k in PATH_ARGS and v]
     files += [*spec.include_paths, *(path for path, _ in spec.task_files.values())]
-    blob = {"argv": list(argv), "cgr": __version__,
-            "files": {_location(p, spec.source.parent): _digest(p) for p in files},
+    bases = _portable_bases(spec)
+    blob = {"argv": [_portable(a, bases) for a in argv], "cgr": __version__,
+            "files": {_portable(str(p), bases): _digest(p) for p in files},
             "templates": _templates(spec.template_dirs), "upstream": upstream and
             upstream.settings_hash, "env": {k: os.environ.get(k, "") for k in
                                             ("CGR_MODELS", "CGR_TEMPLATES_PATH")}}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def _location(path: Path, study_folder: Path) -> str:
-    """A file's name in the hash that stays the same wherever cgr-plugin and the study are
-    (a fresh clone elsewhere, a worktree, a wheel): packaged task files by their name in
-    ``task_configs/``, files beside the study by their path from it, others absolute."""
-    for base, prefix in ((TASKS_DIR, "cgr-plugin:task_configs/"), (study_folder, "")):
-        try:
-            return prefix + str(path.resolve().relative_to(base.resolve()))
-        except ValueError:
-            continue
-    return str(path)
+def _portable_bases(spec: StudySpec) -> list[tuple[str, str]]:
+    """The folders a hash names by role instead of by place: cgr-plugin's packaged tasks, and
+    the study file's folder (where its relative paths start)."""
+    return [(str(TASKS_DIR.resolve()), "cgr-plugin:task_configs"),
+            (str(spec.source.parent.resolve()), "study:")]
+
+
+def _portable(text: str, bases: Sequence[tuple[str, str]]) -> str:
+    """``text`` (a path, or an argument holding paths) with those folders named by role, so a
+    study folder resumed from another checkout (a fresh clone, a worktree, a wheel) has the
+    same hashes and finds its finished cells."""
+    for folder, role in bases:
+        text = text.replace(folder, role)
+    return text
 
 
 def _templates(template_dirs: Sequence[str]) -> dict[str, str]:
