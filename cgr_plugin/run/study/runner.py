@@ -191,26 +191,24 @@ def _export(cell: Cell, record: CellState, out: Path) -> None:
     package = out / str(cell.package)
     fresh = package.with_name(package.name + EXPORTING)
     shutil.rmtree(fresh, ignore_errors=True)
-    result = Step(CGR, ["export", cell.output, "--out", str(fresh.relative_to(out))], cwd=out,
-                  logs=logs, echo=False).run()
-    if result.interrupted:
-        shutil.rmtree(fresh, ignore_errors=True)
-        record.status = "interrupted"
-        raise KeyboardInterrupt
-    if result.exit_code != 0:
-        shutil.rmtree(fresh, ignore_errors=True)
-        record.status, record.exit_code = "failed", result.exit_code
-        record.reason = f"cgr export exited with status {result.exit_code}"
-        record.stderr_tail = stderr_tail(logs)
-        return
-    if _same_programs(fresh, package):
-        shutil.rmtree(fresh)
-        return
-    shutil.rmtree(package, ignore_errors=True)
-    fresh.rename(package)
+    try:
+        result = Step(CGR, ["export", cell.output, "--out", str(fresh.relative_to(out))],
+                      cwd=out, logs=logs, echo=False).run()
+        if result.interrupted:
+            record.status = "interrupted"
+            raise KeyboardInterrupt
+        if result.exit_code != 0:
+            record.status, record.exit_code = "failed", result.exit_code
+            record.reason = f"cgr export exited with status {result.exit_code}"
+            record.stderr_tail = stderr_tail(logs)
+        elif not _same_package(fresh, package):
+            shutil.rmtree(package, ignore_errors=True)
+            fresh.rename(package)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)  # what was not moved into place
 
 
-def _same_programs(fresh: Path, package: Path) -> bool:
+def _same_package(fresh: Path, package: Path) -> bool:
     """Whether two packages differ only in the lm-eval results files they name (``model_config``:
     file names carry the time of the run)."""
     def manifest(folder: Path) -> dict[str, Any] | None:
