@@ -6,6 +6,7 @@ these files, or a package re-exported without its cells, fails here. No model ne
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,8 @@ def test_a_shipped_package_matches_its_manifest(package):
     assert manifest["generator_outputs_sha256"] == outputs_digest(
         (r["task"], str(r["item"].get("id", "")), output_sha256(r["generator_output"]))
         for r in rows)
-    tasks: dict[str, int] = {}
-    for r in rows:
-        tasks[r["task"]] = tasks.get(r["task"], 0) + 1
-    assert manifest["tasks"] == tasks
+    tasks = Counter(r["task"] for r in rows)
+    assert manifest["tasks"] == dict(tasks)
     # every dataset in it carries its license terms, as the package's README promises
     for task in tasks:
         assert manifest["licenses"][task], task
