@@ -284,3 +284,6 @@ def test_cell_hashes_do_not_depend_on_where_the_study_and_cgr_plugin_are(tmp_pat
     task = TASKS_DIR.resolve() / "cgr_arc_easy.yaml"
     assert _portable(str(task), bases) == "cgr-plugin:task_configs/cgr_arc_easy.yaml"
     assert _portable("/elsewhere/tasks.yaml", bases) == "/elsewhere/tasks.yaml"
+    study_folder = str((tmp_path / "a").resolve())
+    assert _portable(study_folder + "2/tpl", bases) == study_folder + "2/tpl"
+    assert _portable(f"template_dir={study_folder}/tpl,x=1", bases) == "template_dir=study:/tpl,x=1"

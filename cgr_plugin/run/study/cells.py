@@ -170,8 +170,8 @@ def _portable(text: str, bases: Sequence[tuple[str, str]]) -> str:
     """``text`` (a path, or an argument holding paths) with those folders named by role, so a
     study folder resumed from another checkout (a fresh clone, a worktree, a wheel) has the
     same hashes and finds its finished cells."""
-    for folder, role in bases:
-        text = text.replace(folder, role)
+    for folder, role in bases:  # the whole folder: /x/s names the study, /x/s2 does not
+        text = re.sub(re.escape(folder) + r"(?=[/,]|$)", role, text)
     return text
 
 
