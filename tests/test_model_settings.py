@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import types
 
 import pytest
@@ -14,6 +15,7 @@ from lm_eval.utils import simple_parse_args_string
 from cgr_plugin import hookimpl, plugins
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.backends import Generation
+from cgr_plugin.models.registry import DirectSettings
 from cgr_plugin.prompts import generator_template, template_hash
 from cgr_plugin.record import CGRRecord
 from cgr_plugin.run.journal import Journal
@@ -277,6 +279,54 @@ def test_records_leave_as_json_once_and_a_rerun_takes_them_from_the_journal(scri
     again = _lm(channels="direct", journal=str(journal), chunk_size=2)
     assert again.generate_until(_requests(ITEMS), disable_tqdm=True) == texts
     assert [b.calls for b in scripted.built] == [3, 0]
+
+
+def test_cache_from_answers_the_direct_channel_from_another_runs_journal(scripted, tmp_path):
+    first = _lm(channels="direct", journal=str(tmp_path / "a.sqlite"))
+    before = [json.loads(t)["channels"]["direct"]
+              for t in first.generate_until(_requests(ITEMS), disable_tqdm=True)]
+    journals = f"{tmp_path / 'a.sqlite'}+{tmp_path / 'not_yet.sqlite'}"
+    second = _lm(channels="direct", journal=str(tmp_path / "b.sqlite"),
+                 cache=str(tmp_path / "fresh.sqlite"), cache_from=journals)
+    after = [json.loads(t)["channels"]["direct"]
+             for t in second.generate_until(_requests(ITEMS), disable_tqdm=True)]
+    assert [b.calls for b in scripted.built] == [3, 0]  # every answer came from the journal
+    fields = ("status", "answer", "raw", "prompt", "extraction_rule", "tokens_in", "tokens_out")
+    assert [[d[f] for f in fields] for d in after] == [[d[f] for f in fields] for d in before]
+    # another budget asks other questions: nothing recorded answers them
+    third = _lm(channels="direct", direct_max_tokens=64, cache=str(tmp_path / "c.sqlite"),
+                cache_from=str(tmp_path / "a.sqlite"))
+    third.generate_until(_requests(ITEMS), disable_tqdm=True)
+    assert scripted.built[-1].calls == 3
+
+
+def test_only_the_same_solvers_recorded_direct_answers_are_taken(scripted, tmp_path):
+    from cgr_plugin.run.direct import recorded_direct_answers
+
+    lm = _lm(channels="direct", journal=str(tmp_path / "a.sqlite"))
+    lm.generate_until(_requests(ITEMS), disable_tqdm=True)
+    lm.journal._db.close()
+    journal, me = [str(tmp_path / "a.sqlite")], lm.solver.describe()
+
+    def taken(name="scripted", identity=me, settings=lm.direct_settings, journals=journal):
+        return sorted(r.prompt for r, _ in recorded_direct_answers(journals, name, identity,
+                                                                   settings))
+
+    assert taken() == sorted(lm._direct_prompt(i) for i in ITEMS)
+    assert taken(name="another") == []
+    assert taken(identity={"backend": "scripted", "n_ctx": 512}) == []
+    assert taken(settings=DirectSettings(style="letter", max_tokens=64)) == []
+    (tmp_path / "junk.sqlite").write_text("not a journal")
+    assert taken(journals=[str(tmp_path / "junk.sqlite")]) == []
+    # a journal from before journals kept their runs' settings is taken on trust
+    with sqlite3.connect(tmp_path / "a.sqlite") as db:
+        db.execute("DROP TABLE runs")
+    assert taken(settings=DirectSettings(style="letter", max_tokens=64)) != []
+
+
+def test_cache_from_without_a_cache_is_refused(scripted, tmp_path):
+    with pytest.raises(SettingsError, match="cache_from"):
+        _lm(cache="off", cache_from=str(tmp_path / "a.sqlite"))
 
 
 def test_a_doc_that_is_no_item_gets_an_error_record_and_the_others_run(scripted):

@@ -132,6 +132,21 @@ def test_programs_are_written_once_per_generator_and_family_and_replayed_for_the
     assert all(c.argv[-4:-2] == ("--output_path", f"cells/{c.name}/out") for c in cells)
 
 
+def test_cells_of_one_solver_share_direct_answers_through_their_journals(tmp_path):
+    _, cells = _cells(tmp_path, GRID)
+    by_name = {c.name: c for c in cells}
+    smollm2 = by_name["controls-smollm2-135m"]
+    assert smollm2.cache_from == ("cells/write-qwen2.5-coder-1.5b.cgr/journal.sqlite",
+                                  "cells/write-qwen2.5-coder-1.5b.per_option/journal.sqlite")
+    assert f"cache_from={'+'.join(smollm2.cache_from)}" in smollm2.argv[3]
+    # a family added later changes what the cgr family's cells share, not their hashes:
+    # a finished cell stays finished
+    _, one_family = _cells(tmp_path, GRID.replace("[cgr, per_option]", "[cgr]"))
+    for cell in one_family:
+        assert cell.settings_hash == by_name[cell.name].settings_hash
+        assert len(cell.cache_from) < len(by_name[cell.name].cache_from)
+
+
 def test_a_changed_setting_changes_the_hashes_of_the_cells_it_decides(tmp_path):
     _, before = _cells(tmp_path, GRID)
     spec = load_study(_study(tmp_path, GRID.replace("limit: 2", "limit: 3")))

@@ -15,7 +15,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,17 @@ class CachedBackend:
         for i, answer in zip(missing, answers, strict=True):
             out[i] = answer
         return out
+
+    def seed(self, answered: Iterable[tuple[GenerationRequest, Generation]]) -> int:
+        """Store answers this model gave to these requests elsewhere (another run's journal)
+        as if it had just given them; an answer the cache holds already is kept. How many were
+        new."""
+        entries = {self._key("generate", _request_key(request)): asdict(answer)
+                   for request, answer in answered if answer.error is None}
+        known = self.cache.get_many(list(entries))
+        fresh = {key: value for key, value in entries.items() if key not in known}
+        self.cache.put_many(fresh)
+        return len(fresh)
 
     def generate(self, requests: Sequence[GenerationRequest], *,
                  progress: Progress = False) -> list[Generation]:

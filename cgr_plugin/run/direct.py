@@ -6,19 +6,27 @@ control samples, so both channels measure against exactly this question.
 
 from __future__ import annotations
 
+import json
+import logging
+import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from ..data.items import MCQAItem
-from ..models.backends import Backend, GenerationRequest
+from ..models.backends import Backend, Generation, GenerationRequest
 from ..models.registry import DirectSettings, ModelSpec
 from ..prompts import Prompt, render_prompt
 from ..record import ChannelResult
+from .journal import Journal, run_settings
 from .progress import StageBars
 
-__all__ = ["direct_prompt", "direct_settings", "rendered_direct_prompt", "run_direct"]
+__all__ = ["direct_prompt", "direct_request", "direct_settings", "recorded_direct_answers",
+           "rendered_direct_prompt", "run_direct"]
+
+log = logging.getLogger(__name__)
 
 
 def direct_settings(spec: ModelSpec | None, *, style: str | None = None,
@@ -40,6 +48,69 @@ def rendered_direct_prompt(item: MCQAItem, settings: DirectSettings,
     return render_prompt("direct.j2", list(template_dirs), item=item, style=settings.style)
 
 
+def direct_request(prompt: str, settings: DirectSettings) -> GenerationRequest:
+    """The one call the direct channel makes for a prompt: greedy, the solver's token budget."""
+    return GenerationRequest(prompt, settings.max_tokens)
+
+
+def recorded_direct_answers(journals: Sequence[str | Path], solver: str,
+                            identity: Mapping[str, Any], settings: DirectSettings
+                            ) -> Iterator[tuple[GenerationRequest, Generation]]:
+    """The direct answers ``solver`` (``identity``: its backend's ``describe()``) gave in other
+    runs' journals, as the requests and replies they were, for a response cache to answer
+    from. A journal is used when a run that wrote it had this solver and these direct
+    settings; one written before journals kept their runs' settings is taken on trust (a
+    study's cells share their settings) and said so. A journal not there yet, unreadable or
+    made with other settings is passed over and counted in the log."""
+    wanted = {"cgr_solver": _as_json(identity),
+              "cgr_direct": {"style": settings.style, "max_tokens": settings.max_tokens}}
+    counts = {"used": 0, "missing": 0, "unreadable": 0, "other settings": 0, "unchecked": 0}
+    for path in journals:
+        if not Path(path).is_file():
+            counts["missing"] += 1
+            continue
+        try:
+            runs = run_settings(path)
+            if runs is not None and not any(
+                    all(run.get(k) == v for k, v in wanted.items()) for run in runs):
+                counts["other settings"] += 1
+                continue
+            counts["unchecked"] += runs is None
+            for record in Journal.records(path):
+                answer = _direct_generation(record, solver, settings)
+                if answer is not None:
+                    counts["used"] += 1
+                    yield answer
+        except sqlite3.Error as err:
+            counts["unreadable"] += 1
+            log.warning("cgr: cache_from: cannot read the journal %s (%s); passed over", path, err)
+    log.info("cgr: cache_from: %d direct answers of %s from %d journals (passed over: %d not "
+             "there yet, %d unreadable, %d made with other settings; %d from before journals "
+             "kept their settings, taken on trust)", counts["used"], solver, len(journals),
+             counts["missing"], counts["unreadable"], counts["other settings"],
+             counts["unchecked"])
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as the journal keeps it (JSON, anything else as text)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _direct_generation(record: Any, solver: str, settings: DirectSettings
+                       ) -> tuple[GenerationRequest, Generation] | None:
+    """One record's direct call and reply, or None where it is another solver's or there was
+    no reply."""
+    if not isinstance(record, dict) or record.get("solver") != solver:
+        return None
+    direct = (record.get("channels") or {}).get("direct") or {}
+    prompt, raw = direct.get("prompt"), direct.get("raw")
+    if not isinstance(prompt, str) or not isinstance(raw, str) or direct.get("error"):
+        return None
+    tokens_out = direct.get("tokens_out")
+    return direct_request(prompt, settings), Generation(
+        raw, tokens_in=direct.get("tokens_in"), tokens_out=tokens_out)
+
+
 def run_direct(items: Sequence[MCQAItem], *, solver: Backend, settings: DirectSettings,
                extract: Callable[..., Any], template_dirs: Sequence[str] = (),
                bars: StageBars | None = None, stage: str = "direct") -> list[ChannelResult]:
@@ -47,7 +118,7 @@ def run_direct(items: Sequence[MCQAItem], *, solver: Backend, settings: DirectSe
     chain-of-thought control is this with the ``reasoning`` style (``stage="cot"``)."""
     rendered = [rendered_direct_prompt(item, settings, template_dirs) for item in items]
     prompts = [prompt.text for prompt in rendered]
-    requests = [GenerationRequest(prompt, settings.max_tokens) for prompt in prompts]
+    requests = [direct_request(prompt, settings) for prompt in prompts]
     started = time.perf_counter()
     with bars.stage(stage, calls_per_item=1) if bars else nullcontext(False) as tick:
         generations = solver.generate(requests, progress=tick)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from .._version import __version__
 from ..prompts import environment
 from ..record import valid_utf8
 
-__all__ = ["Journal", "identity_hash"]
+__all__ = ["Journal", "identity_hash", "run_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,11 @@ def identity_hash(info: Mapping[str, Any], template_dirs: Iterable[str] = ()) ->
 
 
 class Journal:
-    def __init__(self, path: str | Path, identity: str) -> None:
+    """``info`` (the settings the identity hashes) is kept beside the records, one row per
+    identity, so another run can tell with what settings they were made (``cache_from=``)."""
+
+    def __init__(self, path: str | Path, identity: str,
+                 info: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.identity = identity
@@ -47,6 +51,11 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, "
                          "record TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS runs (identity TEXT PRIMARY KEY, "
+                         "info TEXT NOT NULL)")
+        if info is not None:
+            self._db.execute("INSERT OR REPLACE INTO runs (identity, info) VALUES (?, ?)",
+                             (identity, json.dumps(info, sort_keys=True, default=str)))
 
     def key(self, task: str, item: Mapping[str, Any]) -> str:
         blob = json.dumps([self.identity, task, item], sort_keys=True)
@@ -77,8 +86,7 @@ class Journal:
         """Records in the journal at ``path``, read without writing (a journal a running cell
         is filling, or one committed to git, is left as it is); 0 for none or unreadable."""
         try:
-            db = sqlite3.connect(f"{Path(path).expanduser().resolve().as_uri()}?mode=ro",
-                                 uri=True)
+            db = _read_only(path)
         except sqlite3.Error:
             return 0
         try:
@@ -87,3 +95,38 @@ class Journal:
             return 0
         finally:
             db.close()
+
+    @staticmethod
+    def records(path: str | Path) -> Iterator[dict[str, Any]]:
+        """Every record in the journal at ``path`` whatever run wrote it, read without writing;
+        a record that is not JSON is skipped (counted in the log). Raises ``sqlite3.Error``
+        for a file that is not a journal."""
+        db = _read_only(path)
+        bad = 0
+        try:
+            for (text,) in db.execute("SELECT record FROM records"):
+                try:
+                    yield json.loads(text)
+                except ValueError:
+                    bad += 1
+        finally:
+            db.close()
+            if bad:
+                log.warning("cgr: %d records of the journal %s are not JSON; skipped", bad, path)
+
+
+def run_settings(path: str | Path) -> list[dict[str, Any]] | None:
+    """The settings of every run that wrote to the journal at ``path``; None for a journal
+    written before they were kept. Raises ``sqlite3.Error`` for
+    a file that is not a journal."""
+    db = _read_only(path)
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return None
+        return [json.loads(info) for (info,) in db.execute("SELECT info FROM runs")]
+    finally:
+        db.close()
+
+
+def _read_only(path: str | Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{Path(path).expanduser().resolve().as_uri()}?mode=ro", uri=True)

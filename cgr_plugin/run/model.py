@@ -34,7 +34,7 @@ from ..prompts import generator_families, generator_template, template_hash
 from ..record import PROGRAM_CONTROL, CGRRecord, ChannelResult
 from .assisted import run_assisted, run_fixed_program
 from .control import run_budget_matched
-from .direct import direct_prompt, direct_settings, run_direct
+from .direct import direct_prompt, direct_settings, recorded_direct_answers, run_direct
 from .journal import Journal, identity_hash
 from .progress import StageBars
 from .settings import CHANNEL_SETS, DEFAULT_GENERATOR, DEFAULT_SOLVER, RunSettings, SettingsError
@@ -111,8 +111,9 @@ class CGRLM(LM):
         self._build_models()
         self.journal: Journal | None = None
         if settings.journal:
-            self.journal = Journal(settings.journal,
-                                   identity_hash(self.get_model_info(), self.template_dirs))
+            info = self.get_model_info()
+            self.journal = Journal(settings.journal, identity_hash(info, self.template_dirs),
+                                   info)
 
     def _build_models(self) -> None:
         """The solver now; the generator when the assisted channel first runs."""
@@ -124,6 +125,7 @@ class CGRLM(LM):
         self.solver = self._resilient(self.solver)
         self.direct_settings = direct_settings(self.solver_spec, style=settings.direct_style,
                                                max_tokens=settings.direct_max_tokens)
+        self._seed_cache(settings.cache_from_paths)
         # the chain-of-thought control: the direct prompt in its reasoning style, room to reason
         self.cot_settings = DirectSettings(style="reasoning", max_tokens=max(
             COT_MAX_TOKENS, self.direct_settings.max_tokens))
@@ -131,6 +133,18 @@ class CGRLM(LM):
         self.generator_args = dict(settings.generator_args)
         self._generator: Backend | None = None
         self.generator_name = self._generator_label()
+
+    def _seed_cache(self, journals: Sequence[str]) -> None:
+        """``cache_from=``: other runs' direct answers of this solver into the response cache."""
+        if not journals:
+            return
+        if not isinstance(self.solver, CachedBackend):
+            raise SettingsError("cgr: cache_from= puts answers in the response cache, and this "
+                                "run has none (cache=off); give cache=PATH or journal=PATH")
+        added = self.solver.seed(recorded_direct_answers(
+            journals, self.solver_name, self.solver.describe(), self.direct_settings))
+        log.info("cgr: cache_from: %d of them new to the response cache %s", added,
+                 self.cache.path if self.cache else "")
 
     def _generator_family(self) -> dict[str, str]:
         """The generator prompt family as records name it: its name and its templates' hash."""

@@ -136,6 +136,12 @@ class RunSettings:
         "decoding settings; a resumed run answers the interrupted chunk's finished calls from "
         "it and logs `response cache ...: N hits, M misses`", metavar="PATH\\|off",
         shown_default="the journal's file when `journal=` is set, else off")
+    cache_from: str | None = _option(
+        None, str, "journals (`a.sqlite+b.sqlite`) of other runs: the direct answers they "
+        "recorded with this solver and direct settings go into the response cache first, so "
+        "the direct channel asks the model only for the rest (how `cgr study`'s cells share "
+        "them on a fresh clone, where the git-ignored cache is empty); a journal not there "
+        "yet or made with other settings is passed over; decides no record", metavar="PATHS")
     concurrency: int = _option(4, int, "programs running at once", minimum=1)
     solver_batch: int = _option(16, int, "the broker sends the pending solver calls of all "
                                 "running programs as one batch of at most N", minimum=1)
@@ -245,6 +251,10 @@ class RunSettings:
         """The response cache: ``cache=``, else the journal's file; ``off`` turns it off."""
         path = self.cache or self.journal
         return None if not path or path == "off" else path
+
+    @property
+    def cache_from_paths(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.cache_from or "").split("+") if p)
 
     def backend_defaults(self) -> dict[str, Any]:
         """What every backend gets unless its own ``ROLE.KEY`` says otherwise (only keys set)."""

@@ -15,6 +15,10 @@ For each seed:
 
 A cell's settings hash covers its cgr-eval command, cgr-plugin's version, the files its paths
 name and the cell it replays: a finished cell is skipped while its hash stays the same.
+
+Every cell shares one response cache, so a solver's direct answers are computed once. The cache
+stays out of git; on a fresh clone each cell's ``cache_from=`` puts back the direct answers the
+other cells of its solver recorded in their (committed) journals.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .spec import PATH_ARGS, ModelEntry, StudySpec
 __all__ = ["CACHE_FILE", "Cell", "plan_cells"]
 
 CACHE_FILE = "cache.sqlite"  # one response cache for every cell: shared direct prompts hit it
+CACHE_FROM = "cache_from="
 CGR_EVAL = "cgr-eval"
 PROGRAM_CONTROLS = ("budget_matched",)  # controls that depend on the programs
 
@@ -52,6 +57,7 @@ class Cell:
     controls: tuple[str, ...] = ()
     depends_on: str | None = None  # the write cell whose package a replay runs
     argv: tuple[str, ...] = ()  # cgr-eval's arguments (the program name not included)
+    cache_from: tuple[str, ...] = ()  # the journals of the other cells of its solver
     settings_hash: str = ""
 
     @property
@@ -107,7 +113,18 @@ def plan_cells(spec: StudySpec, item_args: Sequence[str]) -> list[Cell]:
             cells += [_cell(spec, item_args, f"{kind}-{_safe(solver.label)}{suffix}", kind,
                             solver, seed=seed, controls=free_controls)
                       for solver in spec.solvers]
-    return cells
+    return [_sharing_answers(spec, cell, cells, item_args) for cell in cells]
+
+
+def _sharing_answers(spec: StudySpec, cell: Cell, cells: Sequence[Cell],
+                     item_args: Sequence[str]) -> Cell:
+    """The cell with ``cache_from=`` naming the journals of the other cells of its solver
+    (same model, same arguments: every cell has the study's model_args). It decides no record,
+    so the settings hash stays as it was without it."""
+    shared = tuple(other.journal for other in cells
+                   if other.solver == cell.solver and other.name != cell.name)
+    cell = replace(cell, cache_from=shared)
+    return replace(cell, argv=tuple(_argv(spec, cell, item_args)))
 
 
 def _cell(spec: StudySpec, item_args: Sequence[str], name: str, kind: str, solver: ModelEntry,
@@ -135,6 +152,8 @@ def _argv(spec: StudySpec, cell: Cell, item_args: Sequence[str]) -> list[str]:
     if cell.seed is not None:
         model_args.append(f"seed={cell.seed}")
     model_args += [f"journal={cell.journal}", f"cache={CACHE_FILE}"]
+    if cell.cache_from:
+        model_args.append(f"{CACHE_FROM}{'+'.join(cell.cache_from)}")
     model_args += [f"{key}={value}" for key, value in spec.model_args.items()
                    if value is not None]
     argv = ["--model", "cgr", "--model_args", ",".join(model_args),
@@ -151,12 +170,18 @@ def _settings_hash(spec: StudySpec, argv: Sequence[str], upstream: Cell | None) 
     files = [Path(v) for k, v in spec.model_args.items() if k in PATH_ARGS and v]
     files += [*spec.include_paths, *(path for path, _ in spec.task_files.values())]
     bases = _portable_bases(spec)
+    argv = [_without_cache_from(a) for a in argv]
     blob = {"argv": [_portable(a, bases) for a in argv], "cgr": __version__,
             "files": {_portable(str(p), bases): _digest(p) for p in files},
             "templates": _templates(spec.template_dirs), "upstream": upstream and
             upstream.settings_hash, "env": {k: os.environ.get(k, "") for k in
                                             ("CGR_MODELS", "CGR_TEMPLATES_PATH")}}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _without_cache_from(arg: str) -> str:
+    """A model_args string without ``cache_from=`` (it decides no record)."""
+    return re.sub(rf"(^|,){re.escape(CACHE_FROM)}[^,]*", "", arg)
 
 
 def _portable_bases(spec: StudySpec) -> list[tuple[str, str]]:

@@ -53,7 +53,7 @@ STUDY_ARGS = {"solver": "solvers", "generator": "generators",
               "generator_prompt": "generator_prompts", "controls": "controls",
               "budget_matched": "controls", "seed": "seeds", "programs": "the study's cells",
               "journal": "the study's cells", "cache": "the study's cells",
-              "channels": "the study's cells"}
+              "cache_from": "the study's cells", "channels": "the study's cells"}
 PATH_ARGS = ("template_dir", "fixed_programs", "registry")  # resolved against the file
 MODEL_KEYS = ("model", "args", "name")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
