@@ -306,10 +306,13 @@ def test_only_the_same_solvers_recorded_direct_answers_are_taken(scripted, tmp_p
     lm = _lm(channels="direct", journal=str(tmp_path / "a.sqlite"))
     lm.generate_until(_requests(ITEMS), disable_tqdm=True)
     lm.journal._db.close()
-    journal, me = [str(tmp_path / "a.sqlite")], lm.solver.describe()
+    journal, info = [str(tmp_path / "a.sqlite")], lm.get_model_info()
 
-    def taken(name="scripted", identity=me, settings=lm.direct_settings, journals=journal):
-        return sorted(r.prompt for r, _ in recorded_direct_answers(journals, name, identity,
+    def taken(name="scripted", identity=info["cgr_solver"], settings=lm.direct_settings,
+              journals=journal):
+        made_with = {"cgr_solver": identity,
+                     "cgr_direct": {"style": settings.style, "max_tokens": settings.max_tokens}}
+        return sorted(r.prompt for r, _ in recorded_direct_answers(journals, name, made_with,
                                                                    settings))
 
     assert taken() == sorted(lm._direct_prompt(i) for i in ITEMS)

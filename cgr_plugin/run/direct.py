@@ -6,7 +6,6 @@ control samples, so both channels measure against exactly this question.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -20,7 +19,7 @@ from ..models.backends import Backend, Generation, GenerationRequest
 from ..models.registry import DirectSettings, ModelSpec
 from ..prompts import Prompt, render_prompt
 from ..record import ChannelResult
-from .journal import Journal, run_settings
+from .journal import Journal, written_with
 from .progress import StageBars
 
 __all__ = ["direct_prompt", "direct_request", "direct_settings", "recorded_direct_answers",
@@ -54,28 +53,26 @@ def direct_request(prompt: str, settings: DirectSettings) -> GenerationRequest:
 
 
 def recorded_direct_answers(journals: Sequence[str | Path], solver: str,
-                            identity: Mapping[str, Any], settings: DirectSettings
+                            made_with: Mapping[str, Any], settings: DirectSettings
                             ) -> Iterator[tuple[GenerationRequest, Generation]]:
-    """The direct answers ``solver`` (``identity``: its backend's ``describe()``) gave in other
-    runs' journals, as the requests and replies they were, for a response cache to answer
-    from. A journal is used when a run that wrote it had this solver and these direct
-    settings; one written before journals kept their runs' settings is taken on trust (a
-    study's cells share their settings) and said so. A journal not there yet, unreadable or
-    made with other settings is passed over and counted in the log."""
-    wanted = {"cgr_solver": _as_json(identity),
-              "cgr_direct": {"style": settings.style, "max_tokens": settings.max_tokens}}
+    """The direct answers ``solver`` gave in other runs' journals, as the requests and replies
+    they were, for a response cache to answer from. A journal is used when a run that wrote it
+    had the settings ``made_with`` (this run's solver identity and direct settings, as
+    ``CGRLM.get_model_info()`` names them); one written before journals kept their runs'
+    settings is taken on trust (a study's cells share their settings) and said so. A journal
+    not there yet, unreadable or made with other settings is passed over and counted in the
+    log."""
     counts = {"used": 0, "missing": 0, "unreadable": 0, "other settings": 0, "unchecked": 0}
     for path in journals:
         if not Path(path).is_file():
             counts["missing"] += 1
             continue
         try:
-            runs = run_settings(path)
-            if runs is not None and not any(
-                    all(run.get(k) == v for k, v in wanted.items()) for run in runs):
+            same = written_with(path, made_with)
+            if same is False:
                 counts["other settings"] += 1
                 continue
-            counts["unchecked"] += runs is None
+            counts["unchecked"] += same is None
             for record in Journal.records(path):
                 answer = _direct_generation(record, solver, settings)
                 if answer is not None:
@@ -91,11 +88,6 @@ def recorded_direct_answers(journals: Sequence[str | Path], solver: str,
              counts["unchecked"])
 
 
-def _as_json(value: Any) -> Any:
-    """``value`` as the journal keeps it (JSON, anything else as text)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def _direct_generation(record: Any, solver: str, settings: DirectSettings
                        ) -> tuple[GenerationRequest, Generation] | None:
     """One record's direct call and reply, or None where it is another solver's or there was
@@ -106,9 +98,8 @@ def _direct_generation(record: Any, solver: str, settings: DirectSettings
     prompt, raw = direct.get("prompt"), direct.get("raw")
     if not isinstance(prompt, str) or not isinstance(raw, str) or direct.get("error"):
         return None
-    tokens_out = direct.get("tokens_out")
     return direct_request(prompt, settings), Generation(
-        raw, tokens_in=direct.get("tokens_in"), tokens_out=tokens_out)
+        raw, tokens_in=direct.get("tokens_in"), tokens_out=direct.get("tokens_out"))
 
 
 def run_direct(items: Sequence[MCQAItem], *, solver: Backend, settings: DirectSettings,

@@ -21,7 +21,7 @@ from .._version import __version__
 from ..prompts import environment
 from ..record import valid_utf8
 
-__all__ = ["Journal", "identity_hash", "run_settings"]
+__all__ = ["Journal", "identity_hash", "written_with"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Journal:
                          "info TEXT NOT NULL)")
         if info is not None:
             self._db.execute("INSERT OR REPLACE INTO runs (identity, info) VALUES (?, ?)",
-                             (identity, json.dumps(info, sort_keys=True, default=str)))
+                             (identity, _settings_text(info)))
 
     def key(self, task: str, item: Mapping[str, Any]) -> str:
         blob = json.dumps([self.identity, task, item], sort_keys=True)
@@ -115,17 +115,24 @@ class Journal:
                 log.warning("cgr: %d records of the journal %s are not JSON; skipped", bad, path)
 
 
-def run_settings(path: str | Path) -> list[dict[str, Any]] | None:
-    """The settings of every run that wrote to the journal at ``path``; None for a journal
-    written before they were kept. Raises ``sqlite3.Error`` for
-    a file that is not a journal."""
+def written_with(path: str | Path, settings: Mapping[str, Any]) -> bool | None:
+    """Whether a run that wrote the journal at ``path`` had ``settings`` (some of the keys of
+    ``CGRLM.get_model_info()``, compared as the journal stores them); None for a journal
+    written before runs' settings were kept. Raises ``sqlite3.Error`` for a file that is not
+    a journal."""
+    wanted = json.loads(_settings_text(settings))
     db = _read_only(path)
     try:
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
             return None
-        return [json.loads(info) for (info,) in db.execute("SELECT info FROM runs")]
+        return any(all(run.get(key) == value for key, value in wanted.items())
+                   for run in (json.loads(info) for (info,) in db.execute("SELECT info FROM runs")))
     finally:
         db.close()
+
+
+def _settings_text(settings: Mapping[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
 
 
 def _read_only(path: str | Path) -> sqlite3.Connection:

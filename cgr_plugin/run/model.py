@@ -109,9 +109,10 @@ class CGRLM(LM):
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path else None
         self._retry = {"retries": settings.retries, "backoff": settings.retry_backoff}
         self._build_models()
+        info = self.get_model_info()
+        self._seed_cache(settings.cache_from_paths, info)
         self.journal: Journal | None = None
         if settings.journal:
-            info = self.get_model_info()
             self.journal = Journal(settings.journal, identity_hash(info, self.template_dirs),
                                    info)
 
@@ -125,7 +126,6 @@ class CGRLM(LM):
         self.solver = self._resilient(self.solver)
         self.direct_settings = direct_settings(self.solver_spec, style=settings.direct_style,
                                                max_tokens=settings.direct_max_tokens)
-        self._seed_cache(settings.cache_from_paths)
         # the chain-of-thought control: the direct prompt in its reasoning style, room to reason
         self.cot_settings = DirectSettings(style="reasoning", max_tokens=max(
             COT_MAX_TOKENS, self.direct_settings.max_tokens))
@@ -134,17 +134,19 @@ class CGRLM(LM):
         self._generator: Backend | None = None
         self.generator_name = self._generator_label()
 
-    def _seed_cache(self, journals: Sequence[str]) -> None:
-        """``cache_from=``: other runs' direct answers of this solver into the response cache."""
+    def _seed_cache(self, journals: Sequence[str], info: Mapping[str, Any]) -> None:
+        """``cache_from=``: other runs' direct answers of this solver into the response cache,
+        from journals whose runs had this run's solver and direct settings (``info``)."""
         if not journals:
             return
         if not isinstance(self.solver, CachedBackend):
             raise SettingsError("cgr: cache_from= puts answers in the response cache, and this "
                                 "run has none (cache=off); give cache=PATH or journal=PATH")
-        added = self.solver.seed(recorded_direct_answers(
-            journals, self.solver_name, self.solver.describe(), self.direct_settings))
+        made_with = {key: info[key] for key in ("cgr_solver", "cgr_direct")}
+        added = self.solver.seed(recorded_direct_answers(journals, self.solver_name, made_with,
+                                                          self.direct_settings))
         log.info("cgr: cache_from: %d of them new to the response cache %s", added,
-                 self.cache.path if self.cache else "")
+                 self.solver.cache.path)
 
     def _generator_family(self) -> dict[str, str]:
         """The generator prompt family as records name it: its name and its templates' hash."""
