@@ -6,6 +6,7 @@ import sqlite3
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from cgr_plugin.models.backends import (
     Judgement,
     LmEvalBackend,
     RetryingBackend,
+    seconds_each,
 )
 from cgr_plugin.models.cache import CachedBackend, ResponseCache
 from cgr_plugin.run.broker import BrokerError, SolverBroker
@@ -137,7 +139,16 @@ def test_a_repeated_request_is_answered_from_the_cache(tmp_path):
     assert [g.text for g in first] == ["cba", "ed"] and [g.text for g in second] == ["ed", "gf"]
     assert again.backend.batches == [["fg"]]  # only the miss went to the model
     assert (again.stats.hits, again.stats.misses) == (1, 1)
-    assert second[0] == first[1]  # token counts come back too
+    assert replace(second[0], seconds=None) == first[1]  # token counts come back too
+    assert second[0].seconds == 0.0  # and the hit's time is this run's: none
+
+
+def test_each_request_keeps_its_own_time_and_the_unmeasured_share_the_rest():
+    measured = [Generation("a", seconds=4.0), Generation("b"), Generation("c", seconds=0.0),
+                Generation("d")]
+    assert seconds_each(measured, 10.0) == [4.0, 3.0, 0.0, 3.0]
+    assert seconds_each([Generation("a"), Generation("b")], 3.0) == [1.5, 1.5]  # all a batch's
+    assert seconds_each([Generation("a", seconds=2.5)], 3.0) == [2.5]  # loading is no item's
 
 
 @pytest.mark.parametrize("changed", [

@@ -149,6 +149,16 @@ def _part_only_at_near_ties(spec, requests: list[GenerationRequest], plain: list
 
 @pytest.mark.slow
 @needs_llama
+def test_each_reply_carries_its_own_time_not_the_batchs_average(smollm2):
+    count = "Count from 1 to 200, separated by commas."
+    short, long = LlamaCppBackend(smollm2, n_threads=2).generate(
+        [GenerationRequest("Say yes.", 1), GenerationRequest(count, 64)])
+    assert (short.tokens_out, long.tokens_out) == (1, 64)
+    assert 0 < short.seconds < long.seconds
+
+
+@pytest.mark.slow
+@needs_llama
 def test_drafted_texts_equal_plain_greedy_or_part_at_a_near_tie(smollm2):
     """Drafts are checked in batches, whose logits may differ from one-token steps in the last
     bits: a drafted text may leave the plain one only where the plain step's two best tokens

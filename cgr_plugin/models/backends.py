@@ -17,6 +17,7 @@ from .base import (
     Progress,
     judgements,
     prompt_too_long,
+    seconds_each,
 )
 from .factory import make_backend
 from .llama_cpp import LlamaCppBackend
@@ -25,4 +26,4 @@ from .retry import RetryingBackend
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "Judgement",
            "LlamaCppBackend", "LmEvalBackend", "Progress", "RetryingBackend", "judgements",
-           "make_backend", "prompt_too_long"]
+           "make_backend", "prompt_too_long", "seconds_each"]

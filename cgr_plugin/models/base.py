@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from ..errors import CGRError
 
 __all__ = ["Backend", "BackendError", "Generation", "GenerationRequest", "Judgement",
-           "Progress", "judgements", "p_yes_from_logprobs", "prompt_too_long"]
+           "Progress", "judgements", "p_yes_from_logprobs", "prompt_too_long",
+           "seconds_each"]
 
 
 class BackendError(CGRError):
@@ -47,6 +48,19 @@ class Generation:
     tokens_out: int | None = None
     too_long: bool = False  # the prompt did not fit the model's context: not sent (error says)
     looped: str | None = None  # why a reply was stopped as a loop (GenerationRequest.stop_repeats)
+    # this request's own time where the backend answers one at a time (a cache hit: 0.0);
+    # None: only the whole batch's time is known
+    seconds: float | None = None
+
+
+def seconds_each(generations: Sequence[Generation], batch_seconds: float) -> list[float]:
+    """Each request's time in a batch that took ``batch_seconds``: its own where the backend
+    measured it (a long program is not hidden in an average), else an even share of what the
+    batch took beyond the measured ones."""
+    measured = [g.seconds for g in generations if g.seconds is not None]
+    unmeasured = len(generations) - len(measured)
+    share = max(batch_seconds - sum(measured), 0.0) / unmeasured if unmeasured else 0.0
+    return [share if g.seconds is None else g.seconds for g in generations]
 
 
 def prompt_too_long(model: str, prompt_tokens: int, max_tokens: int, context: int

@@ -140,7 +140,8 @@ class CachedBackend:
         return self._through(
             "generate", requests, [_request_key(r) for r in requests],
             lambda todo: self.backend.generate(todo, progress=progress),
-            keep=lambda g: g.error is None, encode=asdict, decode=lambda v: Generation(**v),
+            keep=lambda g: g.error is None, encode=asdict,
+            decode=lambda v: Generation(**{**v, "seconds": 0.0}),  # a hit costs no model time
             tick=progress if callable(progress) else None)
 
     def judge(self, prompts: Sequence[str]) -> list[Judgement]:

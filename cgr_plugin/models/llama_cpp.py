@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +111,14 @@ class LlamaCppBackend:
         out: list[Generation | None] = [None] * len(requests)
         order = _prefix_order([req.prompt for req in requests])
         for index in _with_progress(order, self.name, progress):
-            overflow = self._overflow(llm, requests[index])
-            if overflow is not None:
-                out[index] = overflow
-                continue
-            try:
-                out[index] = self._generate_one(llm, requests[index])
-            except Exception as err:  # e.g. prompt longer than the context: recorded per item
-                out[index] = Generation(None, f"{type(err).__name__}: {err}")
+            started = time.perf_counter()
+            answer = self._overflow(llm, requests[index])
+            if answer is None:
+                try:
+                    answer = self._generate_one(llm, requests[index])
+                except Exception as err:  # e.g. a prompt llama.cpp refuses: recorded per item
+                    answer = Generation(None, f"{type(err).__name__}: {err}")
+            out[index] = replace(answer, seconds=time.perf_counter() - started)
         return [gen for gen in out if gen is not None]
 
     def _overflow(self, llm: Any, req: GenerationRequest) -> Generation | None:

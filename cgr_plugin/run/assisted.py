@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import plugins
 from ..data.items import MCQAItem
-from ..models.backends import Backend, Generation, GenerationRequest
+from ..models.backends import Backend, Generation, GenerationRequest, seconds_each
 from ..programs.attribution import leading_prompt
 from ..programs.scaffold import audit_program, extract_program, read_constants
 from ..programs.shapes import copies_prompt, shape_id
@@ -249,8 +249,8 @@ def _apply_fallback(assisted: ChannelResult, settings: AssistedSettings,
 def _write_programs(items: Sequence[MCQAItem], prompts: Sequence[str], *,
                     generator: Backend | None, settings: AssistedSettings,
                     bars: StageBars | None, programs: Mapping[str, str] | None
-                    ) -> tuple[list[Generation], float]:
-    """Each item's generator output (or its replayed program), and the seconds per item."""
+                    ) -> tuple[list[Generation], list[float]]:
+    """Each item's generator output (or its replayed program), and its seconds."""
     started = time.perf_counter()
     with bars.stage("generation") if bars else nullcontext(False) as tick:
         if programs is not None:
@@ -269,7 +269,7 @@ def _write_programs(items: Sequence[MCQAItem], prompts: Sequence[str], *,
                                    stop_repeats=settings.generator_stop_repeats)
                  for p in prompts],
                 progress=tick)
-    return generations, (time.perf_counter() - started) / max(len(items), 1)
+    return generations, seconds_each(generations, time.perf_counter() - started)
 
 
 def run_programs(items: Sequence[MCQAItem], generations: Sequence[Generation], *,
@@ -326,7 +326,7 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                               item=item_for_prompt(item), budget=settings.budget)
                 for item in items]
     prompts = [prompt.text for prompt in rendered]
-    generations, per_item = _write_programs(items, prompts, generator=generator,
+    generations, took = _write_programs(items, prompts, generator=generator,
                                             settings=settings, bars=bars, programs=programs)
     outcomes = run_programs(items, generations, solver=solver, settings=settings,
                             direct_prompt=direct_prompt, direct_max_tokens=direct_max_tokens,
@@ -334,13 +334,13 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
     for i, (assisted, generator_result) in enumerate(outcomes):
         generator_result.prompt = prompts[i]
         generator_result.prompt_shortened = rendered[i].shortened
-        generator_result.seconds = generator_result.model_seconds = per_item
+        generator_result.seconds = generator_result.model_seconds = took[i]
         generator_result.tokens_in = generations[i].tokens_in or 0
         generator_result.tokens_out = generations[i].tokens_out or 0
         if generations[i].looped:  # the program was cut where it began to repeat itself
             assisted.audits["generation_looped"] = generations[i].looped
-        assisted.seconds += per_item
-        assisted.model_seconds += per_item
+        assisted.seconds += took[i]
+        assisted.model_seconds += took[i]
         _apply_fallback(assisted, settings, direct[i] if direct else None, generator_result)
     return outcomes
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from .. import plugins
 from ..data.items import MCQAItem
-from ..models.backends import Backend, GenerationRequest
+from ..models.backends import Backend, GenerationRequest, seconds_each
 from ..record import ChannelResult
 
 __all__ = ["run_budget_matched"]
@@ -40,14 +40,16 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
     extract = plugins.extractor(extractor)
     started = time.perf_counter()
     generations = solver.generate(requests, progress=progress)
-    per_call = (time.perf_counter() - started) / max(len(requests), 1)
+    took = seconds_each(generations, time.perf_counter() - started)
     votes: list[list[str]] = [[] for _ in items]
     raws: list[list[str]] = [[] for _ in items]
     errors: list[list[str]] = [[] for _ in items]
     too_long = [False] * len(items)
     tokens = [[0, 0] for _ in items]
-    for owner, gen in zip(owners, generations, strict=True):
+    seconds = [0.0] * len(items)
+    for owner, gen, took_one in zip(owners, generations, took, strict=True):
         item = items[owner]
+        seconds[owner] += took_one
         if gen.error is not None:
             errors[owner].append(gen.error)
             too_long[owner] = too_long[owner] or gen.too_long
@@ -74,6 +76,6 @@ def run_budget_matched(items: Sequence[MCQAItem], calls: Sequence[int], *, solve
             status=status, answer=answer, raw="\n---\n".join(raws[index]) or None,
             prompt=texts[index], extraction_rule=f"majority of {dict(counts)}",
             solver_calls=k, error="; ".join(dict.fromkeys(errors[index])) or None,
-            seconds=per_call * k,
-            model_seconds=per_call * k, tokens_in=tokens[index][0], tokens_out=tokens[index][1]))
+            seconds=seconds[index],
+            model_seconds=seconds[index], tokens_in=tokens[index][0], tokens_out=tokens[index][1]))
     return results

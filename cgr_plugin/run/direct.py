@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.items import MCQAItem
-from ..models.backends import Backend, Generation, GenerationRequest
+from ..models.backends import Backend, Generation, GenerationRequest, seconds_each
 from ..models.registry import DirectSettings, ModelSpec
 from ..prompts import Prompt, render_prompt
 from ..record import ChannelResult
@@ -113,20 +113,20 @@ def run_direct(items: Sequence[MCQAItem], *, solver: Backend, settings: DirectSe
     started = time.perf_counter()
     with bars.stage(stage, calls_per_item=1) if bars else nullcontext(False) as tick:
         generations = solver.generate(requests, progress=tick)
-    per_item = (time.perf_counter() - started) / max(len(items), 1)
+    took = seconds_each(generations, time.perf_counter() - started)
     results = []
-    for item, prompt, gen in zip(items, rendered, generations, strict=True):
+    for item, prompt, gen, seconds in zip(items, rendered, generations, took, strict=True):
         if gen.error is not None:
             results.append(ChannelResult(
                 status="prompt_too_long" if gen.too_long else "error", prompt=prompt.text,
                 prompt_shortened=prompt.shortened, error=gen.error,
-                solver_calls=0 if gen.too_long else 1, seconds=per_item,
+                solver_calls=0 if gen.too_long else 1, seconds=seconds,
                 tokens_in=gen.tokens_in or 0))
             continue
         found = extract(gen.text, item.letters, item.choices)
         results.append(ChannelResult(
             status="ok" if found.letter else "invalid", answer=found.letter, raw=gen.text,
             prompt=prompt.text, prompt_shortened=prompt.shortened, extraction_rule=found.rule,
-            solver_calls=1, seconds=per_item, model_seconds=per_item,
+            solver_calls=1, seconds=seconds, model_seconds=seconds,
             tokens_in=gen.tokens_in or 0, tokens_out=gen.tokens_out or 0))
     return results
