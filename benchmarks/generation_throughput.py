@@ -6,14 +6,15 @@ Levers, cumulative: (1) today: the item after the first paragraph of the generat
 fixed text and llama-cpp-python reuses its KV state; (3) + lean: greedy decoding without the
 per-token sampling path (``llama_decode.greedy_generate``); (4) + loop stop: a program that
 repeats a block 4 times is cut there (on by default); (5) + draft: prompt-lookup drafting on top
-(opt-in: ``generator_draft_tokens=4``); (6) + prompt cache: (4) through the backend as a later
-run finds it, the shared prefix's KV state saved on disk by an earlier one (on by default).
-(2), (3) and (6) must give the programs of their predecessors token for token; (4) and (5) are
-counted. Judge: today's ``judge`` (fresh context, log-softmax over the
+(opt-in: ``generator_draft_tokens=N``); (6) + prompt cache: (4) through the backend as a later
+run finds it, the shared prefix's KV state saved on disk by an earlier one (on by default);
+(7) all: (6) with the drafts of (5).
+(2), (3) and (6) must give the programs of their predecessors token for token, (7) those of (5);
+(4) and (5) are counted. Judge: today's ``judge`` (fresh context, log-softmax over the
 vocabulary) against the backend's (prompts in prefix order, shared prefix reused, two logits
 read).
 
-Run: python benchmarks/generation_throughput.py [--items 3] [--draft 4] [--family cgr]
+Run: python benchmarks/generation_throughput.py [--items 3] [--draft 2] [--family cgr]
      (wrap it in `flock /tmp/cgr-model.lock` on a shared machine)
 """
 
@@ -109,7 +110,8 @@ def lean_writer(backend: LlamaCppBackend, max_tokens: int, draft: int, stop_repe
 
 
 def later_run_writer(generator: LlamaCppBackend, folder: str, prompts: Sequence[str],
-                     max_tokens: int, stop_repeats: int) -> Callable[[str], Written]:
+                     max_tokens: int, stop_repeats: int, draft: int = 0
+                     ) -> Callable[[str], Written]:
     """The backend's own path with a prompt cache, as a run after an earlier one finds it: the
     earlier run (untimed, two one-token replies) saves the shared prefix, then a backend with an
     empty context (the same weights: no reload) writes the programs."""
@@ -127,7 +129,7 @@ def later_run_writer(generator: LlamaCppBackend, folder: str, prompts: Sequence[
 
     def write(prompt: str) -> Written:
         llama_cpp.llama_perf_context_reset(llm.ctx)
-        (reply,) = backend.generate([GenerationRequest(prompt, max_tokens,
+        (reply,) = backend.generate([GenerationRequest(prompt, max_tokens, draft=draft,
                                                        stop_repeats=stop_repeats)])
         prefill_s = llama_cpp.llama_perf_context(llm.ctx).t_p_eval_ms / 1000
         return reply.text or "", reply.tokens_in or 0, reply.tokens_out or 0, prefill_s, 0, 0
@@ -181,7 +183,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3, help="ARC-Easy items (programs)")
     parser.add_argument("--generator", default="qwen2.5-coder-1.5b")
     parser.add_argument("--solver", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--draft", type=int, default=4, help="prompt-lookup draft length")
+    parser.add_argument("--draft", type=int, default=2,
+                        help="prompt-lookup draft length (2 pays best here: "
+                             "lookup_drafts_replay.py)")
     parser.add_argument("--family", default=DEFAULT_GENERATOR_PROMPT,
                         help="generator prompt family (docs/prompts.md)")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 8))
@@ -218,15 +222,20 @@ def main() -> None:
         cached = later_run_writer(generator, folder, prompts, max_tokens, stop_repeats)
         levers.append(run_lever(Lever("+promptcache"), generator, prompts, cached,
                                 fresh=False))
+        everything = later_run_writer(generator, folder, prompts, max_tokens, stop_repeats,
+                                      args.draft)
+        levers.append(run_lever(Lever(f"all:+draft{args.draft}"), generator, prompts,
+                                everything, fresh=False))
     report_generation(levers, args.items)
-    layout, lean, stopped, drafted, cached_run = levers[1:]
+    layout, lean, stopped, drafted, cached_run, all_run = levers[1:]
     same = sum(a == b for a, b in zip(layout.texts, lean.texts, strict=True))
     cut = sum(a != b for a, b in zip(lean.texts, stopped.texts, strict=True))
     same_draft = sum(a == b for a, b in zip(stopped.texts, drafted.texts, strict=True))
     same_cache = sum(a == b for a, b in zip(stopped.texts, cached_run.texts, strict=True))
+    same_all = sum(a == b for a, b in zip(drafted.texts, all_run.texts, strict=True))
     print(f"identical programs: +lean vs +layout {same}/{args.items}; loops cut by +loopstop: "
           f"{cut}; +draft vs +loopstop {same_draft}/{args.items}; +promptcache vs +loopstop "
-          f"{same_cache}/{args.items}")
+          f"{same_cache}/{args.items}; all vs +draft {same_all}/{args.items}")
     best = min(levers[1:], key=lambda lever: lever.wall)
     print(f"best: {best.name}, {levers[0].wall / best.wall:.2f}× today's programs per minute "
           f"(target ≥ 3×: {'holds' if levers[0].wall / best.wall >= 3 else 'not met'})")
