@@ -327,7 +327,7 @@ def run_assisted(items: Sequence[MCQAItem], *, solver: Backend, generator: Backe
                 for item in items]
     prompts = [prompt.text for prompt in rendered]
     generations, took = _write_programs(items, prompts, generator=generator,
-                                            settings=settings, bars=bars, programs=programs)
+                                        settings=settings, bars=bars, programs=programs)
     outcomes = run_programs(items, generations, solver=solver, settings=settings,
                             direct_prompt=direct_prompt, direct_max_tokens=direct_max_tokens,
                             prompts=None if programs is not None else prompts, bars=bars)
