@@ -5,8 +5,9 @@ Levers, cumulative: (1) today: the item after the first paragraph of the generat
 ``create_chat_completion``; (2) + layout: the item last, so consecutive prompts share their
 fixed text and llama-cpp-python reuses its KV state; (3) + lean: greedy decoding without the
 per-token sampling path (``llama_decode.greedy_generate``); (4) + loop stop: a program that
-repeats a block 4 times is cut there (on by default); (5) + draft: prompt-lookup drafting on top
-(opt-in: ``generator_draft_tokens=N``); (6) + prompt cache: (4) through the backend as a later
+repeats a block 4 times is cut there (on by default); (5) + draft: lookup decoding on top, drafts
+from n-gram counts of the prompt, the reply and the replies before it (opt-in:
+``generator_draft_tokens=N``); (6) + prompt cache: (4) through the backend as a later
 run finds it, the shared prefix's KV state saved on disk by an earlier one (on by default);
 (7) all: (6) with the drafts of (5).
 (2), (3) and (6) must give the programs of their predecessors token for token, (7) those of (5);
@@ -14,7 +15,7 @@ run finds it, the shared prefix's KV state saved on disk by an earlier one (on b
 vocabulary) against the backend's (prompts in prefix order, shared prefix reused, two logits
 read).
 
-Run: python benchmarks/generation_throughput.py [--items 3] [--draft 2] [--family cgr]
+Run: python benchmarks/generation_throughput.py [--items 3] [--draft 4] [--family cgr]
      (wrap it in `flock /tmp/cgr-model.lock` on a shared machine)
 """
 
@@ -36,6 +37,7 @@ from _harness import bundle_items
 from cgr_plugin.models.base import GenerationRequest
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
 from cgr_plugin.models.llama_decode import greedy_generate
+from cgr_plugin.models.ngram_drafts import LookupDrafter
 from cgr_plugin.models.registry import load_registry, model_file
 from cgr_plugin.prompts import DEFAULT_GENERATOR_PROMPT, generator_template, render
 from cgr_plugin.run.assisted import AssistedSettings
@@ -97,12 +99,13 @@ def run_lever(lever: Lever, backend: LlamaCppBackend, prompts: Sequence[str],
 def lean_writer(backend: LlamaCppBackend, max_tokens: int, draft: int, stop_repeats: int = 0
                 ) -> Callable[[str], Written]:
     llm = backend._model()
+    drafter = LookupDrafter()  # the lever's own, as a backend's: learns its replies in order
 
     def write(prompt: str) -> Written:
         chat = backend._chat(llm, prompt)
         decoded = greedy_generate(llm, chat.tokens, max_tokens, chat.stop,
                                   reusable=backend._reusable, draft=draft,
-                                  stop_repeats=stop_repeats)
+                                  stop_repeats=stop_repeats, drafter=drafter)
         backend._reusable = len(chat.tokens)
         return (decoded.text, decoded.tokens_in, decoded.tokens_out, decoded.prefill_s,
                 decoded.drafted, decoded.accepted)
@@ -183,9 +186,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3, help="ARC-Easy items (programs)")
     parser.add_argument("--generator", default="qwen2.5-coder-1.5b")
     parser.add_argument("--solver", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--draft", type=int, default=2,
-                        help="prompt-lookup draft length (2 pays best here: "
-                             "lookup_drafts_replay.py)")
+    parser.add_argument("--draft", type=int, default=4,
+                        help="the most tokens a lookup draft may have (the drafter checks "
+                             "fewer where a batch would cost more than it saves)")
     parser.add_argument("--family", default=DEFAULT_GENERATOR_PROMPT,
                         help="generator prompt family (docs/prompts.md)")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 8))

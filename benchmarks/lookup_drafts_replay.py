@@ -21,51 +21,48 @@ import itertools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
-from cgr_plugin.models.llama_decode import lookup_draft
+from cgr_plugin.models.ngram_drafts import LookupDrafter
 from cgr_plugin.models.registry import load_registry, model_file
 from cgr_plugin.prompts import generator_template, render
 from cgr_plugin.run.assisted import AssistedSettings
 
 Program = tuple[list[int], list[int]]  # prompt tokens, output tokens
-Propose = Callable[[Sequence[int]], list[int]]  # the history so far -> a draft
 
 
-def longest_match(history: Sequence[int], longest: int = 16, shortest: int = 2
-                  ) -> tuple[int, int | None]:
-    """(length, where its continuation starts) of the longest suffix of ``history`` that came
-    earlier; (0, None) when not even ``shortest`` tokens did."""
-    found: tuple[int, int | None] = (0, None)
-    for size in range(shortest, min(longest, len(history) - 1) + 1):
-        tail = list(history[-size:])
-        start = next((s + size for s in range(len(history) - size - 1, -1, -1)
-                      if list(history[s:s + size]) == tail), None)
-        if start is None:
-            break
-        found = (size, start)
-    return found
+class LatestNgram:
+    """The rule before 2026-12-04: the tokens after the latest earlier 3-gram of the prompt
+    and the reply (no counts, no earlier replies)."""
+
+    def start(self, prompt: Sequence[int]) -> None:
+        pass
+
+    def draft(self, history: Sequence[int], limit: int) -> list[int]:
+        tail = list(history[-3:])
+        for begin in range(len(history) - 4, -1, -1):
+            if list(history[begin:begin + 3]) == tail:
+                return list(history[begin + 3:begin + 3 + limit])
+        return []
+
+    def finish(self, reply: Sequence[int]) -> None:
+        pass
 
 
-def longest_rule(at_least: int, k: int) -> Propose:
-    """Drafts of ``k`` after the longest earlier match, when it has ``at_least`` tokens."""
-    def propose(history: Sequence[int]) -> list[int]:
-        size, start = longest_match(history)
-        return list(history[start:start + k]) if size >= at_least and start is not None else []
-    return propose
-
-
-def replay(programs: Sequence[Program], costs: Sequence[float], propose: Propose
+def replay(programs: Sequence[Program], costs: Sequence[float], drafter: Any, limit: int
            ) -> tuple[float, int, int]:
-    """(plain decoding's milliseconds over the rule's, drafted, kept) over ``programs``."""
+    """(plain decoding's milliseconds over the drafts', drafted, kept) over ``programs``,
+    written in their order by one backend."""
     plain = spent = 0.0
     drafted = kept = 0
     for prompt, output in programs:
+        drafter.start(prompt)
         plain += max(len(output) - 1, 0) * costs[0]
         i = 1  # the first token comes with the prompt's batch
         while i < len(output):
-            draft = propose(prompt + output[:i])
+            draft = drafter.draft(prompt + output[:i], limit)
             agreed = 0
             while (agreed < len(draft) and i + agreed < len(output)
                    and draft[agreed] == output[i + agreed]):
@@ -73,6 +70,7 @@ def replay(programs: Sequence[Program], costs: Sequence[float], propose: Propose
             spent += costs[len(draft)]
             drafted, kept = drafted + len(draft), kept + agreed
             i += agreed + 1
+        drafter.finish(output)
     return plain / max(spent, 1e-9), drafted, kept
 
 
@@ -108,16 +106,27 @@ def main() -> None:
     programs = read_programs(args.package, args.family, args.generator)
     print(f"{len(programs)} programs, {sum(len(o) for _, o in programs)} tokens out; "
           f"batch costs {costs} ms")
-    rules = [(f"generator_draft_tokens={k} (the latest earlier 3-gram)",
-              lambda history, k=k: lookup_draft(history, k)) for k in range(1, len(costs))]
-    rules += [(f"drafts of {k} after a longest match of >= {at_least:2} tokens",
-               longest_rule(at_least, k))
-              for at_least, k in itertools.product((3, 4, 6, 8, 12), range(1, len(costs)))]
-    for name, propose in rules:
-        gain, drafted, kept = replay(programs, costs, propose)
-        print(f"{name}: {gain:.3f}x plain decoding; kept {kept} of {drafted} "
-              f"({kept / max(drafted, 1):.0%})")
+    ratios = tuple(ms / costs[0] for ms in costs)
+    rules: list[tuple[str, Callable[[], Any]]] = [
+        ("the latest earlier 3-gram (before 2026-12-04)", LatestNgram),
+        ("n-gram counts, this prompt and reply only", lambda: PromptOnly(ratios)),
+        ("n-gram counts with the earlier replies (the backend's drafter)",
+         lambda: LookupDrafter(ratios))]
+    for (name, make), limit in itertools.product(rules, range(1, len(costs))):
+        gain, drafted, kept = replay(programs, costs, make(), limit)
+        print(f"{name}, drafts of up to {limit}: {gain:.3f}x plain decoding; kept {kept} of "
+              f"{drafted} ({kept / max(drafted, 1):.0%})")
+    for start in range(0, len(programs), 25):  # a run's first programs: few earlier replies
+        gain, _, _ = replay(programs[start:start + 12], costs, LookupDrafter(ratios), 4)
+        print(f"the backend's drafter, up to 4, on programs {start + 1}-{start + 12} alone "
+              f"(a fresh run): {gain:.3f}x")
 
+
+class PromptOnly(LookupDrafter):
+    """The backend's drafter without the earlier replies' counts."""
+
+    def finish(self, reply: Sequence[int]) -> None:
+        pass
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ from .registry import HUB_BACKENDS, ModelSpec, RegistryError, load_registry
 __all__ = ["make_backend"]
 
 _LLAMA_CPP_ARGS = frozenset({"n_ctx", "n_threads", "seed", "n_gpu_layers", "main_gpu",
-                             "draft_tokens", "prompt_cache"})
+                             "draft_tokens", "draft_costs", "prompt_cache"})
 _LM_EVAL_DEFAULTS = ("device", "batch_size")  # the run's settings that lm-eval models take
 _PLUGIN_DEFAULTS = ("seed", "n_threads", "n_ctx", *_LM_EVAL_DEFAULTS)  # and plugin backends
 

@@ -31,6 +31,7 @@ from .base import (
     prompt_too_long,
 )
 from .llama_decode import feed, greedy_generate, last_logits
+from .ngram_drafts import CPU_BATCH_COSTS, LookupDrafter
 from .prompt_cache import MIN_PREFIX, PromptCache
 from .registry import ModelSpec, model_file
 
@@ -74,7 +75,8 @@ class LlamaCppBackend:
     seed: int = 0
     n_gpu_layers: int | None = None
     main_gpu: int = 0
-    draft_tokens: int = 0  # prompt-lookup drafts for greedy requests that set none; 0: none
+    draft_tokens: int = 0  # lookup-decoding drafts for greedy requests that set none; 0: none
+    draft_costs: str | Sequence[float] = CPU_BATCH_COSTS  # a batch of 1, 2, ... tokens over 1's
     prompt_cache: str | None = "on"  # saved prefix states (prompt_cache.py): on, a folder, off
     _llm: Any = field(default=None, init=False, repr=False)
     _formatter: Any = field(default=None, init=False, repr=False)
@@ -82,6 +84,20 @@ class LlamaCppBackend:
     _states: Any = field(default=None, init=False, repr=False)  # PromptCache, once opened
     _openings: set[str] = field(default_factory=set, init=False, repr=False)  # loaded or saved
     _saves: int = field(default=0, init=False, repr=False)
+    _drafter: LookupDrafter = field(init=False, repr=False)  # one for all replies: see below
+
+    def __post_init__(self) -> None:
+        """Bad ``draft_costs`` fail here, before any model loads. The drafter is the backend's,
+        so each reply's n-grams serve the replies after it."""
+        costs = self.draft_costs
+        try:
+            if isinstance(costs, str):
+                costs = [float(cost) for cost in costs.split(",")]
+            self._drafter = LookupDrafter(costs)
+        except ValueError:
+            raise BackendError(f"draft_costs={self.draft_costs!r}: give the relative costs of a "
+                               "batch of 1, 2, ... tokens with every row's logits, e.g. "
+                               "1,1.7,2.1 (benchmarks/decode_bounds.py measures them)") from None
 
     @property
     def name(self) -> str:
@@ -142,7 +158,8 @@ class LlamaCppBackend:
             draft = self.draft_tokens if req.draft is None else req.draft
             decoded = greedy_generate(llm, chat.tokens, req.max_tokens, [*req.stop, *chat.stop],
                                       reusable=self._begin(llm, chat.tokens), draft=draft,
-                                      stop_repeats=req.stop_repeats)
+                                      stop_repeats=req.stop_repeats,
+                                      drafter=self._drafter)
             self._end(llm, chat.tokens, decoded.reused)
             return Generation(decoded.text, tokens_in=decoded.tokens_in,
                               tokens_out=decoded.tokens_out, looped=decoded.looped)

@@ -6,16 +6,16 @@ so this module reads that row through numpy and keeps everything else
 ``create_chat_completion`` does (stop strings, end-of-generation tokens, the multi-byte rule,
 ``max_tokens`` capped by the context), which makes its texts the same token for token.
 
-Every prompt starts from the KV state the previous one left: the longest common token prefix
-is kept and only the rest is evaluated, so prompts that share their fixed text (templates put
-the item last) pay for it once. Optional prompt-lookup drafting (``draft=N``) proposes up to N
-tokens that continue an n-gram already seen in the prompt or the output, checks them in one
-batch and keeps those the model would have chosen itself. ``stop_repeats=N`` ends a reply whose
-last lines repeat one block of at least 16 tokens N times in a row, or whose last comment lines
-do so with only their numbers changing (``# ... is 0.7 + 0.1 = 0.8.``, then ``0.8 + 0.1``):
-greedy decoding that has entered such a loop goes on with it to ``max_tokens`` (measured: 9 of
-200 programs in docs/findings.md's grid and 3 of README's 20, each a comment line or two
-repeated to the 768-token cap).
+Every prompt starts from the KV state the previous one left: the longest common token prefix is
+kept and only the rest is evaluated, so prompts that share their fixed text (templates put the
+item last) pay for it once. Optional lookup decoding (``draft=N``) drafts up to N tokens from
+n-gram counts of the prompt, the reply and the replies before it (``ngram_drafts``), checks
+them in one batch and keeps those the model would have chosen itself. ``stop_repeats=N`` ends a
+reply whose last lines repeat one block of at least 16 tokens N times in a row, or whose last
+comment lines do so with only their numbers changing (``# ... is 0.7 + 0.1 = 0.8.``, then
+``0.8 + 0.1``): greedy decoding that has entered such a loop goes on with it to ``max_tokens``
+(measured: 9 of 200 programs in docs/findings.md's grid and 3 of README's 20, each a comment
+line or two repeated to the 768-token cap).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from .ngram_drafts import LookupDrafter
+
 __all__ = ["Decoded", "Reply", "feed", "greedy_generate", "last_logits",
-           "lookup_draft", "repeated_block", "repeated_comments", "reply_budget",
+           "repeated_block", "repeated_comments", "reply_budget",
            "shared_prefix"]
 
-_NGRAM = 3  # the suffix length a draft must match earlier in the text
 _ALIGN = 16  # a reused prefix ends on this boundary (see feed)
 _MIN_BLOCK = 16  # the shortest block of tokens whose repeats count as a loop
 _MIN_COMMENT = 40  # the fewest characters of a block of comment lines whose repeats count
@@ -88,18 +89,6 @@ def feed(llm: Any, tokens: Sequence[int], reusable: int) -> int:
 def last_logits(llm: Any, row: int = -1) -> np.ndarray:
     """The logits of one position of the last batch (no copy)."""
     return np.ctypeslib.as_array(llm._ctx.get_logits_ith(row), shape=(llm.n_vocab(),))
-
-
-def lookup_draft(history: Sequence[int], limit: int, ngram: int = _NGRAM) -> list[int]:
-    """Up to ``limit`` tokens that followed the latest earlier occurrence of the last
-    ``ngram`` tokens of ``history`` (prompt-lookup decoding); empty when there is none."""
-    if limit <= 0 or len(history) <= ngram:
-        return []
-    tail = list(history[-ngram:])
-    for start in range(len(history) - ngram - 1, -1, -1):
-        if list(history[start:start + ngram]) == tail:
-            return list(history[start + ngram:start + ngram + limit])
-    return []
 
 
 def repeated_block(tokens: Sequence[int], repeats: int, shortest: int = _MIN_BLOCK) -> int:
@@ -232,14 +221,18 @@ def reply_budget(llm: Any, prompt_tokens: int, max_tokens: int | None) -> int:
 
 def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
                     stops: Sequence[str], *, reusable: int, draft: int = 0,
-                    stop_repeats: int = 0) -> Decoded:
+                    stop_repeats: int = 0, drafter: LookupDrafter | None = None) -> Decoded:
     """What ``create_completion(prompt, temperature=0, stop=stops)`` returns, token for token
-    (with ``draft=0``; and with ``stop_repeats`` until a loop is cut)."""
+    (with ``draft=0``; and with ``stop_repeats`` until a loop is cut). With ``draft``, the
+    ``drafter`` (a fresh one if None) drafts and learns this reply for the ones after it."""
+    drafter = (drafter if drafter is not None else LookupDrafter()) if draft > 0 else None
     reply = Reply(llm, reply_budget(llm, len(prompt), max_tokens), stops, stop_repeats)
     n_ctx = llm.n_ctx()
     started = time.perf_counter()
     reused = feed(llm, prompt, reusable)
     prefill_s = time.perf_counter() - started
+    if drafter is not None:
+        drafter.start(prompt)
     queue = [int(np.argmax(last_logits(llm)))]
     drafted = accepted = 0
     while True:
@@ -248,11 +241,14 @@ def greedy_generate(llm: Any, prompt: Sequence[int], max_tokens: int | None,
             break
         if not queue:
             room = min(draft, n_ctx - llm.n_tokens - 2)
-            proposal = lookup_draft([*prompt, *reply.completion], room) if room > 0 else []
+            proposal = (drafter.draft([*prompt, *reply.completion], room)
+                        if drafter is not None and room > 0 else [])
             if proposal:
                 queue = _verify(llm, token, proposal)
                 drafted, accepted = drafted + len(proposal), accepted + len(queue) - 1
             else:
                 llm.eval([token])
                 queue = [int(np.argmax(last_logits(llm)))]
+    if drafter is not None:
+        drafter.finish(reply.completion)
     return reply.decoded(len(prompt), prefill_s, drafted, accepted, reused)
