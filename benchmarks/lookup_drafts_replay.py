@@ -1,14 +1,15 @@
-"""(f'') What prompt-lookup drafting could gain on programs already written, without a model run.
+"""(f'') What lookup-decoding drafts could gain on programs already written, without a model run.
 
-A program package's records hold each program's greedy generator output. Replaying it token by
-token, a drafting rule ("after a match of at least L tokens, propose the next k") proposes what
-followed the longest earlier match in the prompt or the output; the model keeps the drafts that
-equal its own greedy tokens, so the kept drafts are read off the output itself. Each round costs
-one llama.cpp batch of k + 1 tokens with every row's logits, whose milliseconds
-``benchmarks/decode_bounds.py`` measures on the machine at hand; the projection is plain decoding's
-cost (one token a step) over the rule's. It assumes a check's batch picks the one-token steps'
-tokens, which holds but at near-ties (docs/performance.md), and rebuilds each prompt from the
-record's question and choices with the package's generator family.
+A program package's records hold each program's greedy generator output. Replaying the programs
+in their order token by token, a drafter proposes tokens and the model keeps those that equal
+its own greedy tokens, so the kept drafts are read off the output itself. Each round costs one
+llama.cpp batch of k + 1 tokens with every row's logits, whose milliseconds
+``benchmarks/decode_bounds.py`` measures on the machine at hand; the projection is plain
+decoding's cost (one token a step) over the drafts'. Drafters: the rule before 2026-12-04 (the
+tokens after the latest earlier 3-gram), and the backend's ``LookupDrafter`` with and without
+the earlier replies' counts, at drafts of up to 1 to 4 tokens. It assumes a check's batch picks
+the one-token steps' tokens, which holds but at near-ties (docs/performance.md), and rebuilds
+each prompt from the record's question and choices with the package's generator family.
 
 Run: python benchmarks/lookup_drafts_replay.py PACKAGE [--costs 34.9,59.1,74.5,91.7,125.2]
      [--family cgr]   (PACKAGE: e.g. docs/results/cpu_default/programs/qwen2.5-coder-1.5b.cgr)
@@ -46,6 +47,13 @@ class LatestNgram:
             if list(history[begin:begin + 3]) == tail:
                 return list(history[begin + 3:begin + 3 + limit])
         return []
+
+    def finish(self, reply: Sequence[int]) -> None:
+        pass
+
+
+class PromptOnly(LookupDrafter):
+    """The backend's drafter without the earlier replies' counts."""
 
     def finish(self, reply: Sequence[int]) -> None:
         pass
@@ -117,16 +125,12 @@ def main() -> None:
         print(f"{name}, drafts of up to {limit}: {gain:.3f}x plain decoding; kept {kept} of "
               f"{drafted} ({kept / max(drafted, 1):.0%})")
     for start in range(0, len(programs), 25):  # a run's first programs: few earlier replies
-        gain, _, _ = replay(programs[start:start + 12], costs, LookupDrafter(ratios), 4)
-        print(f"the backend's drafter, up to 4, on programs {start + 1}-{start + 12} alone "
-              f"(a fresh run): {gain:.3f}x")
+        first = programs[start:start + 12]
+        print(f"programs {start + 1}-{start + 12} alone (a fresh run's first): the backend's "
+              f"drafter, up to 4, {replay(first, costs, LookupDrafter(ratios), 4)[0]:.3f}x; "
+              f"the latest 3-gram, 2, {replay(first, costs, LatestNgram(), 2)[0]:.3f}x")
 
 
-class PromptOnly(LookupDrafter):
-    """The backend's drafter without the earlier replies' counts."""
-
-    def finish(self, reply: Sequence[int]) -> None:
-        pass
 
 if __name__ == "__main__":
     main()

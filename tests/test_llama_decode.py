@@ -11,10 +11,12 @@ from cgr_plugin.models.base import GenerationRequest
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
 from cgr_plugin.models.llama_decode import (
     feed,
+    greedy_generate,
     last_logits,
     repeated_block,
     repeated_comments,
 )
+from cgr_plugin.models.ngram_drafts import LookupDrafter
 from cgr_plugin.models.registry import load_registry, model_file
 from cgr_plugin.prompts import render
 
@@ -162,6 +164,24 @@ def test_drafted_texts_equal_plain_greedy_or_part_at_a_near_tie(smollm2):
         [GenerationRequest(r.prompt, r.max_tokens, r.stop, draft=4) for r in requests])
     same = _part_only_at_near_ties(smollm2, requests, plain, drafted, tie=0.05)
     assert same >= len(requests) // 2  # most replies do not meet a tie at all
+
+
+@pytest.mark.slow
+@needs_llama
+def test_a_backends_earlier_replies_feed_the_drafts_of_its_later_ones(smollm2):
+    """The second of two replies alike (a run's programs share their text) keeps more drafted
+    tokens from a drafter that saw the first than from a fresh one."""
+    backend = LlamaCppBackend(smollm2, n_threads=2)
+    llm = backend._model()
+    first, second = (backend._chat(llm, f"Write a Python function named {name} that returns "
+                                         "the sum of a list of numbers.").tokens
+                     for name in ("total", "add_all"))
+    drafter = LookupDrafter()
+    greedy_generate(llm, first, 80, [], reusable=0, draft=4, drafter=drafter)
+    warm = greedy_generate(llm, second, 80, [], reusable=0, draft=4, drafter=drafter)
+    cold = greedy_generate(llm, second, 80, [], reusable=0, draft=4)
+    assert warm.accepted > cold.accepted
+    assert warm.tokens_out > 20 and warm.accepted <= warm.drafted
 
 
 @pytest.mark.slow

@@ -62,5 +62,6 @@ def test_bad_draft_costs_fail_before_a_model_loads():
         LookupDrafter([1.0])
     with pytest.raises(BackendError, match="draft_costs"):
         make_backend("qwen2.5-coder-0.5b", {"draft_costs": "1,fast"})
-    backend, _ = make_backend("qwen2.5-coder-0.5b", {"draft_costs": "1,1.2,1.4"})
+    backend, _ = make_backend("qwen2.5-coder-0.5b", {"draft_costs": "1:1.2:1.4"})  # model_args
     assert backend._drafter.costs == (1.0, 1.2, 1.4)
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -76,7 +77,7 @@ class LlamaCppBackend:
     n_gpu_layers: int | None = None
     main_gpu: int = 0
     draft_tokens: int = 0  # lookup-decoding drafts for greedy requests that set none; 0: none
-    draft_costs: str | Sequence[float] = CPU_BATCH_COSTS  # a batch of 1, 2, ... tokens over 1's
+    draft_costs: str | Sequence[float] = CPU_BATCH_COSTS  # batch of 1, 2.. tokens over 1's: 1:1.7
     prompt_cache: str | None = "on"  # saved prefix states (prompt_cache.py): on, a folder, off
     _llm: Any = field(default=None, init=False, repr=False)
     _formatter: Any = field(default=None, init=False, repr=False)
@@ -92,12 +93,12 @@ class LlamaCppBackend:
         costs = self.draft_costs
         try:
             if isinstance(costs, str):
-                costs = [float(cost) for cost in costs.split(",")]
+                costs = [float(cost) for cost in re.split(r"[,:]", costs)]
             self._drafter = LookupDrafter(costs)
         except ValueError:
             raise BackendError(f"draft_costs={self.draft_costs!r}: give the relative costs of a "
                                "batch of 1, 2, ... tokens with every row's logits, e.g. "
-                               "1,1.7,2.1 (benchmarks/decode_bounds.py measures them)") from None
+                               "1:1.7:2.1 (benchmarks/decode_bounds.py measures them)") from None
 
     @property
     def name(self) -> str:

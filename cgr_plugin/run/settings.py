@@ -110,12 +110,13 @@ class RunSettings:
     generator_max_tokens: int = _option(768, int, "the generator's output budget per program, "
                                         "tokens", minimum=1)
     generator_draft_tokens: int = _option(
-        0, int, "prompt-lookup drafting while the embedded (llama.cpp) generator writes "
-        "programs: up to N tokens that continue a 3-gram already in the prompt or program are "
-        "checked in one batch (N=2: ~13 % faster on 2 CPU cores; 4 saves about nothing there; "
-        "docs/performance.md); a batch's "
-        "logits can differ from one-token steps in the last bits, so a near-tie may go the "
-        "other way; `0`: plain greedy decoding, token for token", metavar="N", minimum=0)
+        0, int, "lookup decoding while the embedded (llama.cpp) generator writes programs: up to "
+        "N tokens drafted from n-gram counts of the prompt, the program so far and the "
+        "programs written before it in the run are checked in one batch, each draft cut to the "
+        "length that pays at the batch costs of 2 CPU cores (`generator.draft_costs=1:1.7:2.1` "
+        "for other hardware: a batch of 1, 2, 3 tokens over one's; docs/performance.md); a "
+        "batch's logits can differ from one-token steps in the last bits, so a near-tie may go "
+        "the other way; `0`: plain greedy decoding, token for token", metavar="N", minimum=0)
     generator_stop_repeats: int = _option(
         4, int, "stop writing a program whose last lines repeat one block of 16 or more tokens "
         "N times in a row (a greedy loop that would run to the token budget); the assisted "
