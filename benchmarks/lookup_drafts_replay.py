@@ -6,10 +6,11 @@ its own greedy tokens, so the kept drafts are read off the output itself. Each r
 llama.cpp batch of k + 1 tokens with every row's logits, whose milliseconds
 ``benchmarks/decode_bounds.py`` measures on the machine at hand; the projection is plain
 decoding's cost (one token a step) over the drafts'. Drafters: the rule before 2026-12-04 (the
-tokens after the latest earlier 3-gram), and the backend's ``LookupDrafter`` with and without
-the earlier replies' counts, at drafts of up to 1 to 4 tokens. It assumes a check's batch picks
-the one-token steps' tokens, which holds but at near-ties (docs/performance.md), and rebuilds
-each prompt from the record's question and choices with the package's generator family.
+tokens after the latest earlier 3-gram), llama.cpp's own thresholds on the same counts, and the
+backend's ``LookupDrafter`` with and without the earlier replies' counts, at drafts of up to 1
+to 4 tokens. It assumes a check's batch picks the one-token steps' tokens, which holds but at
+near-ties (docs/performance.md), and rebuilds each prompt from the record's question and choices
+with the package's generator family.
 
 Run: python benchmarks/lookup_drafts_replay.py PACKAGE [--costs 34.9,59.1,74.5,91.7,125.2]
      [--family cgr]   (PACKAGE: e.g. docs/results/cpu_default/programs/qwen2.5-coder-1.5b.cgr)
@@ -26,7 +27,7 @@ from typing import Any
 
 from cgr_plugin.data.items import MCQAItem
 from cgr_plugin.models.llama_cpp import LlamaCppBackend
-from cgr_plugin.models.ngram_drafts import LookupDrafter
+from cgr_plugin.models.ngram_drafts import LookupDrafter, NgramCounts
 from cgr_plugin.models.registry import load_registry, model_file
 from cgr_plugin.prompts import generator_template, render
 from cgr_plugin.run.assisted import AssistedSettings
@@ -50,6 +51,53 @@ class LatestNgram:
 
     def finish(self, reply: Sequence[int]) -> None:
         pass
+
+
+class LlamaCppThresholds:
+    """llama.cpp's own lookup rule (``common_ngram_cache_draft``, without a static cache): the
+    follower of the longest 1- to 4-gram whose counts pass fixed thresholds, first in this
+    prompt and reply (lax), then in the earlier replies (strict); no cost cut."""
+
+    LAX = ((2, 66), (2, 50), (1, 50), (1, 50))  # (fewest counts, least share %) for n = 1..4
+    STRICT = ((4, 75), (3, 66), (2, 66), (2, 66))
+
+    def __init__(self) -> None:
+        self._earlier = NgramCounts((1, 2, 3, 4))
+        self._context = NgramCounts((1, 2, 3, 4))
+        self._counted = 0
+
+    def start(self, prompt: Sequence[int]) -> None:
+        self._context = NgramCounts((1, 2, 3, 4))
+        self._context.add(prompt)
+        self._counted = len(prompt)
+
+    def draft(self, history: Sequence[int], limit: int) -> list[int]:
+        self._context.add(history, start=self._counted)
+        self._counted = len(history)
+        tokens = list(history[-4:])
+        for _ in range(limit):
+            token = (self._pick(self._context, tokens, self.LAX)
+                     or self._pick(self._earlier, tokens, self.STRICT))
+            if token is None:
+                break
+            tokens.append(token)
+        return tokens[min(len(history), 4):]
+
+    @staticmethod
+    def _pick(counts: NgramCounts, tokens: Sequence[int], limits: Sequence[tuple[int, int]]
+              ) -> int | None:
+        for size in (4, 3, 2, 1):
+            followers = counts.followers(tuple(tokens[-size:]))
+            total = sum(followers.values())
+            if not followers or total < limits[size - 1][0]:
+                continue
+            token = max(followers, key=lambda t: (followers[t], -t))
+            if 100 * followers[token] >= limits[size - 1][1] * total:
+                return token
+        return None
+
+    def finish(self, reply: Sequence[int]) -> None:
+        self._earlier.add(list(reply))
 
 
 class PromptOnly(LookupDrafter):
@@ -117,6 +165,7 @@ def main() -> None:
     ratios = tuple(ms / costs[0] for ms in costs)
     rules: list[tuple[str, Callable[[], Any]]] = [
         ("the latest earlier 3-gram (before 2026-12-04)", LatestNgram),
+        ("llama.cpp's own thresholds, the same caches", LlamaCppThresholds),
         ("n-gram counts, this prompt and reply only", lambda: PromptOnly(ratios)),
         ("n-gram counts with the earlier replies (the backend's drafter)",
          lambda: LookupDrafter(ratios))]

@@ -29,16 +29,17 @@ _REPLIES = 256  # the earlier replies whose counts the dynamic cache keeps
 
 
 class NgramCounts:
-    """For each n-gram of ``_SIZES`` tokens, how often each token followed it."""
+    """For each n-gram of ``sizes`` tokens, how often each token followed it."""
 
-    def __init__(self) -> None:
+    def __init__(self, sizes: Sequence[int] = _SIZES) -> None:
+        self.sizes = tuple(sizes)
         self._next: dict[tuple[int, ...], dict[int, int]] = {}
 
     def add(self, tokens: Sequence[int], start: int = 0, times: int = 1) -> None:
         """Count the followers at positions ``start`` and after (``times=-1`` takes back)."""
         for end in range(max(start, 1), len(tokens)):
             token = tokens[end]
-            for size in _SIZES:
+            for size in self.sizes:
                 if end < size:
                     continue
                 key = tuple(tokens[end - size:end])
