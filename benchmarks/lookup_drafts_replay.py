@@ -53,51 +53,36 @@ class LatestNgram:
         pass
 
 
-class LlamaCppThresholds:
+class LlamaCppThresholds(LookupDrafter):
     """llama.cpp's own lookup rule (``common_ngram_cache_draft``, without a static cache): the
     follower of the longest 1- to 4-gram whose counts pass fixed thresholds, first in this
     prompt and reply (lax), then in the earlier replies (strict); no cost cut."""
 
-    LAX = ((2, 66), (2, 50), (1, 50), (1, 50))  # (fewest counts, least share %) for n = 1..4
-    STRICT = ((4, 75), (3, 66), (2, 66), (2, 66))
+    LAX = {1: (2, 66), 2: (2, 50), 3: (1, 50), 4: (1, 50)}  # n: (fewest counts, least share %)
+    STRICT = {1: (4, 75), 2: (3, 66), 3: (2, 66), 4: (2, 66)}
 
     def __init__(self) -> None:
-        self._earlier = NgramCounts((1, 2, 3, 4))
-        self._context = NgramCounts((1, 2, 3, 4))
-        self._counted = 0
+        super().__init__(costs=(1.0,) * 5, sizes=(1, 2, 3, 4))  # batches free: drafts uncut
 
-    def start(self, prompt: Sequence[int]) -> None:
-        self._context = NgramCounts((1, 2, 3, 4))
-        self._context.add(prompt)
-        self._counted = len(prompt)
-
-    def draft(self, history: Sequence[int], limit: int) -> list[int]:
-        self._context.add(history, start=self._counted)
-        self._counted = len(history)
-        tokens = list(history[-4:])
-        for _ in range(limit):
-            token = (self._pick(self._context, tokens, self.LAX)
-                     or self._pick(self._earlier, tokens, self.STRICT))
-            if token is None:
-                break
-            tokens.append(token)
-        return tokens[min(len(history), 4):]
-
-    @staticmethod
-    def _pick(counts: NgramCounts, tokens: Sequence[int], limits: Sequence[tuple[int, int]]
-              ) -> int | None:
-        for size in (4, 3, 2, 1):
-            followers = counts.followers(tuple(tokens[-size:]))
-            total = sum(followers.values())
-            if not followers or total < limits[size - 1][0]:
-                continue
-            token = max(followers, key=lambda t: (followers[t], -t))
-            if 100 * followers[token] >= limits[size - 1][1] * total:
-                return token
+    def _guess(self, tokens: Sequence[int]) -> tuple[int, float] | None:
+        for counts, limits in ((self._context, self.LAX), (self._earlier, self.STRICT)):
+            token = self._pick(counts, tokens, limits)
+            if token is not None:
+                return token, 1.0
         return None
 
-    def finish(self, reply: Sequence[int]) -> None:
-        self._earlier.add(list(reply))
+    def _pick(self, counts: NgramCounts, tokens: Sequence[int],
+              limits: dict[int, tuple[int, int]]) -> int | None:
+        for key in self._keys(tokens):
+            followers = counts.followers(key)
+            total = sum(followers.values())
+            fewest, share = limits[len(key)]
+            if not followers or total < fewest:
+                continue
+            token = max(followers, key=lambda t: (followers[t], -t))
+            if 100 * followers[token] >= share * total:
+                return token
+        return None
 
 
 class PromptOnly(LookupDrafter):

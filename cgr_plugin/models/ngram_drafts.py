@@ -80,17 +80,19 @@ class LookupDrafter:
     then serve the replies after it (the latest ``_REPLIES`` of them).
     """
 
-    def __init__(self, costs: Sequence[float] = CPU_BATCH_COSTS) -> None:
+    def __init__(self, costs: Sequence[float] = CPU_BATCH_COSTS,
+                 sizes: Sequence[int] = _SIZES) -> None:
         if len(costs) < 2 or any(c <= 0 for c in costs):
             raise ValueError(f"draft costs must be 2 or more positive numbers, not {costs!r}")
         self.costs = tuple(float(c) for c in costs)
-        self._earlier = NgramCounts()
+        self.sizes = tuple(sorted(sizes, reverse=True))  # the longest n-gram first
+        self._earlier = NgramCounts(self.sizes)
         self._replies: deque[list[int]] = deque()
-        self._context = NgramCounts()
+        self._context = NgramCounts(self.sizes)
         self._counted = 0
 
     def start(self, prompt: Sequence[int]) -> None:
-        self._context = NgramCounts()
+        self._context = NgramCounts(self.sizes)
         self._context.add(prompt)
         self._counted = len(prompt)
 
@@ -99,7 +101,7 @@ class LookupDrafter:
         self._context.add(text, start=self._counted)
         self._counted = len(text)
         limit = min(limit, len(self.costs) - 1)
-        tokens, chances = list(text[-max(_SIZES):]), []
+        tokens, chances = list(text[-self.sizes[0]:]), []
         while len(chances) < limit:
             guess = self._guess(tokens)
             if guess is None:
@@ -110,10 +112,7 @@ class LookupDrafter:
 
     def _guess(self, tokens: Sequence[int]) -> tuple[int, float] | None:
         """The likeliest next token and its chance, from the longest n-gram with counts."""
-        for size in _SIZES:
-            if len(tokens) < size:
-                continue
-            key = tuple(tokens[-size:])
+        for key in self._keys(tokens):
             here, before = self._context.followers(key), self._earlier.followers(key)
             if not here and not before:
                 continue
@@ -123,6 +122,10 @@ class LookupDrafter:
             token = max(counts, key=lambda t: (counts[t], -t))  # ties: the lower id, stably
             return token, counts[token] / (sum(counts.values()) + _SMOOTHING)
         return None
+
+    def _keys(self, tokens: Sequence[int]) -> list[tuple[int, ...]]:
+        """The n-grams that end ``tokens``, the longest first."""
+        return [tuple(tokens[-size:]) for size in self.sizes if len(tokens) >= size]
 
     def finish(self, reply: Sequence[int]) -> None:
         reply = list(reply)
